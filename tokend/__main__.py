@@ -1,0 +1,3 @@
+from tokend.cli import main
+
+main()

@@ -1,0 +1,399 @@
+"""The credential cache shared by the daemon and daemonless mode.
+
+Per profile: one upstream fetch at a time (single flight), a background
+refresh before the credential goes stale, the old credential served while a
+failing refresh backs off (only while it has more than ``min_ttl`` left), a
+wall-clock check on every request and a rate limit on forced refreshes.
+
+``lookup`` never blocks on upstream: it returns a credential, or a future the
+caller awaits (the daemon wraps it for asyncio; ``get`` simply waits).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import threading
+import time
+from collections.abc import Callable
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from tokend import policy
+from tokend.config import Config, Profile
+from tokend.credential import Credential
+from tokend.durations import format_duration
+from tokend.errors import REDACTOR, SourceError, SourceTimeout, TokendError, UsageError
+from tokend.sources import registry
+from tokend.sources.base import BaseSource, FetchRequest
+
+log = logging.getLogger(__name__)
+
+#: A fetch still running this long after its own timeout is presumed wedged.
+HUNG_GRACE = 5.0
+
+
+class Cancellable(Protocol):
+    def cancel(self) -> None: ...
+
+
+#: ``scheduler(delay, fn)`` runs ``fn`` after ``delay`` seconds, from any thread.
+Scheduler = Callable[[float, Callable[[], None]], Cancellable]
+
+
+class SharedStore(Protocol):
+    """A cross-process cache (daemonless mode): see ``tokend.localcache``."""
+
+    def load(self, profile: Profile) -> Credential | None: ...
+
+    def fetch_through(
+        self,
+        profile: Profile,
+        fetch: Callable[[], Credential],
+        *,
+        usable: Callable[[Credential], bool],
+        forced: bool,
+    ) -> Credential: ...
+
+
+SourceFactory = Callable[[Profile, Callable[[], float]], BaseSource]
+
+
+def build_source(profile: Profile, clock: Callable[[], float]) -> BaseSource:
+    cls = registry.lookup(profile.source)
+    if cls is None:  # config validation makes this unreachable short of a vanished plug-in
+        raise UsageError(f"unknown source {profile.source!r}", profile=profile.name)
+    return cls(profile.name, profile.options, clock=clock)
+
+
+@dataclass
+class _Entry:
+    profile: Profile
+    source: BaseSource
+    cred: Credential | None = None
+    inflight: Future[Credential] | None = None
+    inflight_since: float = 0.0
+    timer: Cancellable | None = None
+    next_refresh: float | None = None
+    last_refresh: float | None = None
+    last_forced: float = -math.inf
+    last_used: float = 0.0
+    failures: int = 0
+    last_error: str | None = None
+    hits: int = 0
+    fetches: int = 0
+    rotations: int = 0
+
+
+class Broker:
+    def __init__(
+        self,
+        config: Config,
+        *,
+        clock: Callable[[], float] = time.time,
+        executor: Executor | None = None,
+        scheduler: Scheduler | None = None,
+        store: SharedStore | None = None,
+        rng: random.Random | None = None,
+        source_factory: SourceFactory = build_source,
+    ) -> None:
+        self._config = config
+        self._clock = clock
+        self._own_executor = executor is None
+        self._executor = executor or ThreadPoolExecutor(8, thread_name_prefix="tokend-fetch")
+        self._scheduler = scheduler
+        self._store = store
+        self._rng = rng or random.Random()
+        self._make_source = source_factory
+        self._entries: dict[str, _Entry] = {}
+        self._lock = threading.Lock()
+
+    @property
+    def config(self) -> Config:
+        return self._config
+
+    # -- requests -----------------------------------------------------------
+
+    def lookup(
+        self, name: str, *, min_ttl: float | None = None, force: bool = False
+    ) -> Credential | Future[Credential]:
+        """A servable credential now, or the future of the fetch that will produce one."""
+        now = self._clock()
+        with self._lock:
+            entry = self._entry(name)
+            entry.last_used = now
+            ttl = entry.profile.min_ttl if min_ttl is None else min_ttl
+            if force and now - entry.last_forced >= entry.profile.refresh_limit:
+                entry.last_forced = now
+                return self._start_fetch(entry, now, forced=True)
+            if force:
+                log.info(
+                    "%s: forced refresh rate-limited (one per %s)",
+                    name,
+                    format_duration(entry.profile.refresh_limit),
+                )
+            cred = entry.cred
+            if cred is None and self._store is not None:
+                cred = entry.cred = self._store.load(entry.profile)
+            if cred is not None:
+                st = policy.state(cred, now, ttl)
+                if st is not policy.State.EXPIRED:
+                    entry.hits += 1
+                    if st is policy.State.STALE and entry.inflight is None:
+                        self._start_fetch(entry, now, forced=False)
+                    return cred
+            return self._start_fetch(entry, now, forced=False)
+
+    def get(
+        self,
+        name: str,
+        *,
+        min_ttl: float | None = None,
+        force: bool = False,
+        timeout: float | None = None,
+    ) -> Credential:
+        """Blocking form of ``lookup`` (daemonless mode, tests)."""
+        result = self.lookup(name, min_ttl=min_ttl, force=force)
+        if isinstance(result, Credential):
+            return result
+        profile = self.profile(name)
+        wait = profile.timeout + HUNG_GRACE if timeout is None else timeout
+        try:
+            cred = result.result(timeout=wait)
+        except TimeoutError:
+            raise SourceTimeout(f"no credential within {format_duration(wait)}", profile=name) from None
+        self.check(name, cred, min_ttl)
+        return cred
+
+    def check(self, name: str, cred: Credential, min_ttl: float | None) -> None:
+        """Raise unless a freshly fetched ``cred`` satisfies the caller's ``min_ttl``."""
+        profile = self.profile(name)
+        ttl = profile.min_ttl if min_ttl is None else min_ttl
+        left = cred.remaining(self._clock())
+        if left is not None and left <= ttl:
+            raise SourceError(
+                f"source {profile.source!r} returned a credential with {format_duration(left)} "
+                f"left, not more than min_ttl {format_duration(ttl)}; lower min_ttl",
+                profile=name,
+                retryable=False,
+            )
+
+    def profile(self, name: str) -> Profile:
+        return self._config.profile(name)
+
+    # -- configuration --------------------------------------------------------
+
+    def reconfigure(self, config: Config) -> list[str]:
+        """Swap in ``config``; drop cached state of profiles whose settings changed."""
+        dropped = []
+        with self._lock:
+            self._config = config
+            for name, entry in list(self._entries.items()):
+                new = config.profiles.get(name)
+                if new is None or new.fingerprint != entry.profile.fingerprint:
+                    self._drop(name)
+                    dropped.append(name)
+        return dropped
+
+    def forget(self, name: str) -> None:
+        """Drop the cached credential of ``name`` (its secret changed under us)."""
+        with self._lock:
+            if name in self._entries:
+                self._drop(name)
+
+    def close(self) -> None:
+        with self._lock:
+            for name in list(self._entries):
+                self._drop(name)
+        if self._own_executor:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+
+    def status(self) -> list[dict[str, Any]]:
+        """Per-profile state for ``tokend status``: never a credential value."""
+        now = self._clock()
+        rows = []
+        with self._lock:
+            for name, profile in sorted(self._config.profiles.items()):
+                entry = self._entries.get(name)
+                row: dict[str, Any] = {"profile": name, "source": profile.source}
+                if entry is None:
+                    row.update(state="idle", hits=0, fetches=0)
+                    rows.append(row)
+                    continue
+                cred = entry.cred
+                if cred is None:
+                    state = "error" if entry.last_error else "empty"
+                else:
+                    state = policy.state(cred, now, profile.min_ttl).value
+                row.update(
+                    state=state,
+                    refreshing=entry.inflight is not None,
+                    expires_in=None if cred is None else cred.remaining(now),
+                    expires_at=None if cred is None else cred.expires_iso(),
+                    last_refresh=entry.last_refresh,
+                    next_refresh=entry.next_refresh,
+                    hits=entry.hits,
+                    fetches=entry.fetches,
+                    failures=entry.failures,
+                    rotations=entry.rotations,
+                    last_error=entry.last_error,
+                )
+                rows.append(row)
+        return rows
+
+    # -- internals (called with self._lock held) -------------------------------
+
+    def _entry(self, name: str) -> _Entry:
+        entry = self._entries.get(name)
+        if entry is None:
+            profile = self._config.profile(name)
+            entry = _Entry(profile=profile, source=self._make_source(profile, self._clock))
+            self._entries[name] = entry
+        return entry
+
+    def _drop(self, name: str) -> None:
+        entry = self._entries.pop(name)
+        if entry.timer is not None:
+            entry.timer.cancel()
+        if entry.cred is not None:
+            REDACTOR.discard(entry.cred.secret_values())
+
+    def _start_fetch(self, entry: _Entry, now: float, *, forced: bool) -> Future[Credential]:
+        inflight = entry.inflight
+        if inflight is not None:
+            if now - entry.inflight_since <= entry.profile.timeout + HUNG_GRACE:
+                return inflight
+            log.warning(
+                "%s: abandoning a fetch running for %s (source ignored its timeout)",
+                entry.profile.name,
+                format_duration(now - entry.inflight_since),
+            )
+        fut: Future[Credential] = Future()
+        # Running futures cannot be cancelled: one waiter giving up (a closed
+        # connection) must not cancel the fetch the other waiters share.
+        fut.set_running_or_notify_cancel()
+        entry.inflight, entry.inflight_since = fut, now
+        if entry.timer is not None:
+            entry.timer.cancel()
+            entry.timer = None
+        entry.next_refresh = None
+        self._executor.submit(self._run_fetch, entry, fut, forced)
+        return fut
+
+    def _schedule(self, entry: _Entry, when: float | None, now: float) -> None:
+        entry.next_refresh = when
+        if when is None or self._scheduler is None:
+            return
+        if entry.timer is not None:
+            entry.timer.cancel()
+        entry.timer = self._scheduler(max(when - now, 0.0), lambda: self._on_timer(entry))
+
+    def _on_timer(self, entry: _Entry) -> None:
+        now = self._clock()
+        with self._lock:
+            if self._entries.get(entry.profile.name) is not entry or entry.inflight is not None:
+                return
+            entry.timer = None
+            if now - entry.last_used > policy.IDLE_STOP:
+                log.info(
+                    "%s: unused for %s, no longer refreshed ahead of time",
+                    entry.profile.name,
+                    format_duration(now - entry.last_used),
+                )
+                entry.next_refresh = None
+                return
+            self._start_fetch(entry, now, forced=False)
+
+    # -- the fetch itself (worker thread) ---------------------------------------
+
+    def _run_fetch(self, entry: _Entry, fut: Future[Credential], forced: bool) -> None:
+        profile = entry.profile
+        request = FetchRequest(profile=profile.name, timeout=profile.timeout, forced=forced)
+        try:
+            if self._store is not None:
+                cred = self._store.fetch_through(
+                    profile,
+                    lambda: self._fetch_checked(entry.source, request),
+                    usable=lambda c: (
+                        policy.state(c, self._clock(), profile.min_ttl) is not policy.State.EXPIRED
+                    ),
+                    forced=forced,
+                )
+            else:
+                cred = self._fetch_checked(entry.source, request)
+        except TokendError as e:
+            if e.profile is None:
+                e.profile = profile.name
+            self._failed(entry, fut, e)
+        except Exception as e:  # a source bug must not kill the worker or hide the cause
+            log.exception("%s: source %r raised", profile.name, profile.source)
+            self._failed(entry, fut, SourceError(f"{type(e).__name__}: {e}", profile=profile.name))
+        else:
+            self._succeeded(entry, fut, cred)
+
+    def _fetch_checked(self, source: BaseSource, request: FetchRequest) -> Credential:
+        cred = source.fetch(request)
+        REDACTOR.add(cred.secret_values())
+        now = self._clock()
+        if cred.expires_at is not None and cred.expires_at <= now:
+            raise SourceError(
+                f"source returned a credential that expired at {cred.expires_iso()}", profile=request.profile
+            )
+        if not cred.issued_at:
+            # Sources may leave issued_at unset; the life fraction needs it.
+            cred = Credential(
+                kind=cred.kind,
+                fields=cred.fields,
+                expires_at=cred.expires_at,
+                refresh_at=cred.refresh_at,
+                source=cred.source,
+                issued_at=now,
+                extra=cred.extra,
+            )
+        return cred
+
+    def _succeeded(self, entry: _Entry, fut: Future[Credential], cred: Credential) -> None:
+        now = self._clock()
+        with self._lock:
+            entry.fetches += 1
+            if entry.inflight is fut:
+                entry.inflight = None
+            if self._entries.get(entry.profile.name) is entry:
+                old = entry.cred
+                if old is not None and old is not cred and old.fields != cred.fields:
+                    entry.rotations += 1
+                entry.cred, entry.failures, entry.last_error = cred, 0, None
+                entry.last_refresh = now
+                self._schedule(entry, policy.next_refresh(cred, now, entry.profile.min_ttl, self._rng), now)
+        fut.set_result(cred)
+
+    def _failed(self, entry: _Entry, fut: Future[Credential], err: TokendError) -> None:
+        now = self._clock()
+        with self._lock:
+            entry.fetches += 1
+            if entry.inflight is fut:
+                entry.inflight = None
+            if self._entries.get(entry.profile.name) is entry:
+                entry.failures += 1
+                entry.last_error = err.message
+                cred = entry.cred
+                usable = (
+                    cred is not None
+                    and policy.state(cred, now, entry.profile.min_ttl) is not policy.State.EXPIRED
+                )
+                retryable = getattr(err, "retryable", False)
+                if usable and retryable:
+                    delay = policy.backoff(entry.failures, self._rng)
+                    log.warning(
+                        "%s: refresh failed (%s); serving the cached credential, retry in %s",
+                        entry.profile.name,
+                        err.message,
+                        format_duration(delay),
+                    )
+                    self._schedule(entry, now + delay, now)
+                else:
+                    log.warning("%s: fetch failed: %s", entry.profile.name, err.message)
+                    self._schedule(entry, None, now)
+        fut.set_exception(err)

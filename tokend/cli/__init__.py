@@ -1,0 +1,44 @@
+"""The ``tokend`` command: one module per command group, one error handler here."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from tokend import __version__
+from tokend.cli import control, get, secret, serve
+from tokend.errors import EXIT_FAILED, EXIT_USAGE, TokendError
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="tokend")
+def cli() -> None:
+    """Cache and refresh cloud credentials; print them for command-based auth."""
+
+
+for module in (get, serve, control, secret):
+    module.register(cli)
+
+
+def main() -> None:
+    """Entry point: maps every TokendError to one stderr line and its exit status."""
+    try:
+        cli.main(prog_name="tokend", standalone_mode=False)
+    except TokendError as e:
+        click.echo(e.line(), err=True)
+        sys.exit(e.exit_status)
+    except click.exceptions.Exit as e:
+        sys.exit(e.exit_code)
+    except click.UsageError as e:
+        hint = f" (see: {e.ctx.command_path} --help)" if e.ctx else ""
+        click.echo(f"tokend: {e.format_message()}{hint}", err=True)
+        sys.exit(EXIT_USAGE)
+    except click.ClickException as e:
+        click.echo(f"tokend: {e.format_message()}", err=True)
+        sys.exit(e.exit_code)
+    except click.Abort:
+        click.echo("tokend: aborted", err=True)
+        sys.exit(EXIT_FAILED)
+    except KeyboardInterrupt:
+        sys.exit(130)

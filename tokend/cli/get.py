@@ -1,0 +1,112 @@
+"""``tokend get``: the full-featured form of tokend-print, able to run without a daemon."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+import click
+
+from tokend import fastpath, formats, paths, protocol
+from tokend.durations import parse_duration
+from tokend.errors import Relayed, UsageError
+
+
+def _duration(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
+    if value is None:
+        return None
+    try:
+        return parse_duration(value)
+    except ValueError as e:
+        raise click.BadParameter(str(e)) from None
+
+
+def daemonless(profile: str, fmt: str, min_ttl: float | None, refresh: bool, timeout: float) -> str:
+    """Fetch through the cross-process cache in the runtime dir, no daemon involved."""
+    from tokend import config
+    from tokend.broker import Broker
+    from tokend.localcache import LocalCache
+
+    broker = Broker(config.load(), store=LocalCache(os.path.join(paths.runtime_dir(), "cache")))
+    try:
+        formats.check(fmt)
+        cred = broker.get(profile, min_ttl=min_ttl, force=refresh, timeout=timeout)
+        return formats.render(cred, fmt, _exec_info())
+    finally:
+        broker.close()
+
+
+def _exec_info() -> dict[str, str]:
+    info = os.environ.get("KUBERNETES_EXEC_INFO")
+    return {"exec_info": info} if info else {}
+
+
+def via_daemon(profile: str, fmt: str, min_ttl: str | None, refresh: bool, timeout: float) -> str | None:
+    """Ask the daemon (starting one if needed); None when none could be reached."""
+    fields = {"profile": profile, "format": fmt, **_exec_info()}
+    if min_ttl:
+        fields["min_ttl"] = min_ttl
+    if refresh:
+        fields["refresh"] = "1"
+    request = protocol.encode_request("get", fields)
+    sock = paths.socket_path()
+    deadline = time.monotonic() + timeout
+    try:
+        try:
+            status, body = protocol.call(sock, request, timeout)
+        except (FileNotFoundError, ConnectionRefusedError):
+            answer = fastpath.autostart(sock, request, deadline - timeout * fastpath.FALLBACK_RESERVE)
+            if answer is None:
+                return None
+            status, body = answer
+    except (protocol.NoAnswer, protocol.ProtocolError, OSError):
+        return None
+    if status != 0:
+        raise Relayed(body.decode("utf-8", "replace").strip(), status)
+    return body.decode("utf-8")
+
+
+def register(cli: click.Group) -> None:
+    @cli.command("get")
+    @click.argument("profile")
+    @click.option(
+        "--format",
+        "-f",
+        "fmt",
+        default="raw",
+        show_default=True,
+        type=click.Choice(list(formats.RENDERERS)),
+        help="output format",
+    )
+    @click.option("--min-ttl", help='least life the credential must have left, e.g. "10m"')
+    @click.option("--refresh", is_flag=True, help="ask upstream for a new credential (rate-limited)")
+    @click.option(
+        "--no-daemon",
+        is_flag=True,
+        envvar="TOKEND_NO_DAEMON",
+        help="fetch in this process through the shared local cache",
+    )
+    @click.option(
+        "--timeout",
+        type=float,
+        default=None,
+        help="seconds to wait for the credential (default: TOKEND_TIMEOUT or 4)",
+    )
+    def get(
+        profile: str, fmt: str, min_ttl: str | None, refresh: bool, no_daemon: bool, timeout: float | None
+    ) -> None:
+        """Print the credential of PROFILE."""
+        ttl = _duration(click.get_current_context(), click.Option(["--min-ttl"]), min_ttl)
+        if timeout is None:
+            try:
+                timeout = fastpath.timeout_from_env()
+            except fastpath.Fail as f:
+                raise UsageError(f.line.removeprefix("tokend-print: ")) from None
+        if timeout <= 0:
+            raise UsageError("--timeout must be positive")
+        out = None if no_daemon else via_daemon(profile, fmt, min_ttl, refresh, timeout)
+        if out is None:
+            out = daemonless(profile, fmt, ttl, refresh, timeout)
+        sys.stdout.write(out)
+        sys.stdout.flush()

@@ -1,0 +1,240 @@
+"""Loading and validating the TOML configuration into frozen profile objects."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import stat
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+from tokend import policy
+from tokend.durations import parse_duration
+from tokend.errors import ConfigError, UnknownProfile
+from tokend.sources import registry
+from tokend.sources.base import Option
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+PROFILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}")
+
+#: Keys every profile (and ``[defaults]``) accepts, whatever its source.
+COMMON: Mapping[str, Option] = {
+    "min_ttl": Option(
+        "duration", default=policy.DEFAULT_MIN_TTL, help="never hand out a credential with less life left"
+    ),
+    "timeout": Option("duration", default=policy.DEFAULT_FETCH_TIMEOUT, help="bound on one upstream fetch"),
+    "refresh_limit": Option(
+        "duration",
+        default=policy.FORCED_REFRESH_INTERVAL,
+        help="at most one forced refresh per this interval",
+    ),
+}
+
+DEMO_TOML = """\
+# Built-in configuration used when no config file exists.
+[profiles.demo]
+source = "demo"
+"""
+
+
+@dataclass(frozen=True)
+class Profile:
+    name: str
+    source: str
+    min_ttl: float
+    timeout: float
+    refresh_limit: float
+    options: Mapping[str, Any] = field(default_factory=dict)
+
+    @property
+    def fingerprint(self) -> str:
+        """Changes whenever any setting of this profile changes (reload, cache keys)."""
+        blob = json.dumps(
+            [self.name, self.source, self.min_ttl, self.timeout, self.refresh_limit, dict(self.options)],
+            sort_keys=True,
+            default=str,
+        )
+        return hashlib.sha256(blob.encode()).hexdigest()[:32]
+
+
+@dataclass(frozen=True)
+class Config:
+    path: Path | None  # None: the built-in default
+    profiles: Mapping[str, Profile]
+
+    def profile(self, name: str) -> Profile:
+        try:
+            return self.profiles[name]
+        except KeyError:
+            known = ", ".join(sorted(self.profiles)) or "none"
+            where = self.path or "the built-in default config"
+            raise UnknownProfile(f"unknown profile {name!r} (profiles in {where}: {known})") from None
+
+
+def default_path() -> Path:
+    explicit = os.environ.get("TOKEND_CONFIG")
+    if explicit:
+        return Path(explicit).expanduser()
+    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    return Path(base) / "tokend" / "config.toml"
+
+
+def load(path: Path | None = None) -> Config:
+    """Load ``path`` (default: $TOKEND_CONFIG or the XDG location).
+
+    With no file at the default location, the built-in ``demo`` config is used;
+    a missing file named explicitly is an error.
+    """
+    explicit = path is not None or bool(os.environ.get("TOKEND_CONFIG"))
+    path = path or default_path()
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        if explicit:
+            raise ConfigError(f"{path}: config file not found") from None
+        return parse(DEMO_TOML, None)
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read config: {e.strerror}") from None
+    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise ConfigError(
+            f"{path}: refusing a config writable by group or others "
+            f"(mode {stat.S_IMODE(st.st_mode):04o}; profiles can run commands): chmod go-w {path}"
+        )
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: cannot read config: {getattr(e, 'strerror', None) or e}") from None
+    return parse(text, path)
+
+
+def parse(text: str, path: Path | None) -> Config:
+    where = str(path) if path else "<built-in config>"
+    try:
+        doc = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{where}: invalid TOML: {e}") from None
+    _check_keys(doc, {"defaults", "profiles"}, "", where)
+    defaults = _table(doc.get("defaults", {}), "defaults", where)
+    _check_keys(defaults, set(COMMON), "defaults", where)
+    base = {k: _convert(defaults.get(k, o.default), o, f"defaults.{k}", where) for k, o in COMMON.items()}
+    profiles_doc = _table(doc.get("profiles", {}), "profiles", where)
+    profiles = {}
+    for name, body in profiles_doc.items():
+        keypath = f"profiles.{name}"
+        if not PROFILE_NAME.fullmatch(name):
+            raise ConfigError(
+                f"{where}: {keypath}: invalid profile name (letters, digits, _ . @ -; up to 64)"
+            )
+        profiles[name] = _profile(name, _table(body, keypath, where), base, where)
+    return Config(path=path, profiles=MappingProxyType(profiles))
+
+
+def _profile(name: str, body: Mapping[str, Any], base: Mapping[str, Any], where: str) -> Profile:
+    keypath = f"profiles.{name}"
+    source_name = body.get("source")
+    if not isinstance(source_name, str):
+        raise ConfigError(
+            f"{where}: {keypath}.source: expected a source name ({', '.join(registry.names())})"
+        )
+    cls = registry.lookup(source_name)
+    if cls is None:
+        raise ConfigError(
+            f"{where}: {keypath}.source: unknown source {source_name!r} "
+            f"(expected one of {', '.join(registry.names())})"
+        )
+    schema = {**COMMON, **cls.options}
+    _check_keys(body, {"source", *schema}, keypath, where)
+    common = {
+        k: _convert(body[k], COMMON[k], f"{keypath}.{k}", where) if k in body else base[k] for k in COMMON
+    }
+    options: dict[str, Any] = {}
+    for key, opt in cls.options.items():
+        if key in body:
+            options[key] = _convert(body[key], opt, f"{keypath}.{key}", where)
+        elif opt.required:
+            raise ConfigError(
+                f"{where}: {keypath}.{key}: required by source {source_name!r}"
+                + (f" ({opt.help})" if opt.help else "")
+            )
+        else:
+            options[key] = opt.default
+    return Profile(name=name, source=source_name, options=MappingProxyType(options), **common)
+
+
+def _check_keys(table: Mapping[str, Any], allowed: set[str], keypath: str, where: str) -> None:
+    for key in table:
+        if key not in allowed:
+            full = f"{keypath}.{key}" if keypath else key
+            raise ConfigError(f"{where}: {full}: unknown key (expected one of {', '.join(sorted(allowed))})")
+
+
+def _table(value: Any, keypath: str, where: str) -> Mapping[str, Any]:
+    if not isinstance(value, dict):
+        raise ConfigError(f"{where}: {keypath}: expected a table, got {_typename(value)}")
+    return value
+
+
+def _typename(value: Any) -> str:
+    return {
+        str: "a string",
+        bool: "a boolean",
+        int: "an integer",
+        float: "a number",
+        list: "an array",
+        dict: "a table",
+    }.get(type(value), type(value).__name__)
+
+
+def _convert(value: Any, opt: Option, keypath: str, where: str) -> Any:
+    def bad(expected: str) -> ConfigError:
+        return ConfigError(f"{where}: {keypath}: expected {expected}, got {_typename(value)}")
+
+    if value is None:
+        return None
+    t = opt.type
+    if t == "duration":
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            seconds = float(value)
+        elif isinstance(value, str):
+            try:
+                seconds = parse_duration(value)
+            except ValueError as e:
+                raise ConfigError(f"{where}: {keypath}: {e}") from None
+        else:
+            raise bad('a duration string such as "5m"')
+        if seconds < 0:
+            raise ConfigError(f"{where}: {keypath}: expected a non-negative duration")
+        return seconds
+    if t == "str":
+        if not isinstance(value, str):
+            raise bad("a string")
+        if opt.choices and value not in opt.choices:
+            raise ConfigError(f"{where}: {keypath}: expected one of {', '.join(opt.choices)}, got {value!r}")
+        return value
+    if t == "strlist":
+        if not (isinstance(value, list) and value and all(isinstance(v, str) for v in value)):
+            raise bad("a non-empty array of strings")
+        return tuple(value)
+    if t == "bool":
+        if not isinstance(value, bool):
+            raise bad("true or false")
+        return value
+    if t == "int":
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise bad("an integer")
+        return value
+    if t == "table":
+        if not (isinstance(value, dict) and all(isinstance(v, str) for v in value.values())):
+            raise bad("a table of strings")
+        return MappingProxyType(dict(value))
+    raise AssertionError(f"unknown option type {t}")

@@ -1,0 +1,124 @@
+"""``tokend serve``: start-up checks, the event loop, signals, shutdown."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import resource
+import signal
+import socket
+from collections.abc import Callable
+from pathlib import Path
+
+from tokend import config as config_mod
+from tokend import paths
+from tokend.broker import Broker, Cancellable
+from tokend.daemon import runtime
+from tokend.daemon.server import Connection, Daemon, Limits
+from tokend.logs import setup_logging
+
+log = logging.getLogger("tokend.daemon")
+
+BACKLOG = 1024
+SHUTDOWN_GRACE = 3.0
+
+
+class _LoopTimer:
+    """A ``call_later`` handle that may be armed and cancelled from any thread."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, delay: float, fn: Callable[[], None]):
+        self._loop = loop
+        self._handle: asyncio.TimerHandle | None = None
+        self._cancelled = False
+        loop.call_soon_threadsafe(self._arm, delay, fn)
+
+    def _arm(self, delay: float, fn: Callable[[], None]) -> None:
+        if not self._cancelled:
+            self._handle = self._loop.call_later(delay, fn)
+
+    def cancel(self) -> None:
+        self._cancelled = True
+        with contextlib.suppress(RuntimeError):  # loop already closed at shutdown
+            self._loop.call_soon_threadsafe(self._cancel)
+
+    def _cancel(self) -> None:
+        if self._handle is not None:
+            self._handle.cancel()
+
+
+def _raise_fd_limit() -> None:
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = min(hard, 65536) if hard != resource.RLIM_INFINITY else 65536
+    if soft < want:
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+
+
+def _notify_ready() -> None:
+    """Tell an autostarting tokend-print that we listen (fd from TOKEND_READY_FD)."""
+    fd = os.environ.pop("TOKEND_READY_FD", None)
+    if fd and fd.isdigit():
+        with contextlib.suppress(OSError):
+            os.write(int(fd), b"ready\n")
+            os.close(int(fd))
+
+
+def serve(config_path: Path | None = None) -> int:
+    """Run the daemon in the foreground until SIGTERM/SIGINT or ``tokend stop``."""
+    setup_logging()
+    config = config_mod.load(config_path)
+    rundir = paths.runtime_dir()
+    runtime.prepare_dir(rundir)
+    lock_fd = runtime.take_instance_lock(rundir)
+    sock_path = paths.socket_path()
+    sock = runtime.bind_socket(sock_path, BACKLOG)
+    _raise_fd_limit()
+    try:
+        asyncio.run(_main(config, config_path, sock, sock_path))
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(sock_path)
+        os.close(lock_fd)
+    return 0
+
+
+async def _main(
+    config: config_mod.Config, config_path: Path | None, sock: socket.socket, sock_path: str
+) -> None:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+
+    def schedule(delay: float, fn: Callable[[], None]) -> Cancellable:
+        return _LoopTimer(loop, delay, fn)
+
+    broker = Broker(config, scheduler=schedule)
+    daemon = Daemon(
+        broker,
+        reload_config=lambda: config_mod.load(config_path),
+        request_stop=stop.set,
+        socket_path=sock_path,
+        limits=Limits(),
+    )
+
+    def on_hup() -> None:
+        try:
+            daemon.reload()
+        except Exception as e:  # keep serving the old config, say why
+            log.error("reload failed, keeping the previous configuration: %s", e)
+
+    loop.add_signal_handler(signal.SIGTERM, stop.set)
+    loop.add_signal_handler(signal.SIGINT, stop.set)
+    loop.add_signal_handler(signal.SIGHUP, on_hup)
+    server = await loop.create_unix_server(lambda: Connection(daemon), sock=sock, backlog=BACKLOG)
+    log.info(
+        "tokend %d serving on %s (config: %s)", os.getpid(), sock_path, config.path or "built-in default"
+    )
+    _notify_ready()
+    await stop.wait()
+    log.info("stopping")
+    server.close()
+    with contextlib.suppress(asyncio.TimeoutError):
+        await asyncio.wait_for(server.wait_closed(), SHUTDOWN_GRACE)
+    broker.close()

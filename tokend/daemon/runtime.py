@@ -1,0 +1,86 @@
+"""The runtime directory, the single-instance lock and the listening socket."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import socket
+import stat
+
+from tokend import paths
+from tokend.errors import TokendError
+
+
+class RuntimeDirError(TokendError):
+    code = "runtime-dir"
+
+
+def prepare_dir(path: str) -> None:
+    """Create ``path`` 0700 or verify it: owned by us, no access for group/others.
+
+    Like git's credential-cache, refuse to work in a directory others can
+    enter: they could replace the socket with their own.
+    """
+    with contextlib.suppress(FileExistsError):
+        os.makedirs(path, mode=0o700)
+    st = os.lstat(path)
+    if not stat.S_ISDIR(st.st_mode):
+        raise RuntimeDirError(f"{path} is not a directory")
+    if st.st_uid != os.getuid():
+        raise RuntimeDirError(f"{path} is owned by uid {st.st_uid}, not by you (uid {os.getuid()})")
+    mode = stat.S_IMODE(st.st_mode)
+    if mode & 0o077:
+        raise RuntimeDirError(f"refusing to use {path}: mode {mode:04o} lets others in (chmod 700 {path})")
+
+
+def take_instance_lock(rundir: str) -> int:
+    """Hold ``daemon.lock`` for the daemon's life; a second ``tokend serve`` fails here."""
+    path = os.path.join(rundir, "daemon.lock")
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        pid = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+        os.close(fd)
+        raise TokendError(
+            f"another tokend daemon is already running (pid {pid}) "
+            f"on {os.path.join(rundir, paths.SOCKET_NAME)}"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+    return fd
+
+
+def bind_socket(path: str, backlog: int) -> socket.socket:
+    """Listen on ``path`` with mode 0600, replacing a stale socket a crashed daemon left."""
+    if len(os.fsencode(path)) > paths.MAX_SOCKET_PATH:
+        raise TokendError(
+            f"socket path {path} is {len(os.fsencode(path))} bytes, over the "
+            f"{paths.MAX_SOCKET_PATH}-byte limit of unix sockets; use a shorter XDG_RUNTIME_DIR"
+        )
+    with contextlib.suppress(FileNotFoundError):
+        # Safe: we hold the instance lock, so whatever is here is stale.
+        os.unlink(path)
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    old = os.umask(0o177)
+    try:
+        sock.bind(path)
+    except OSError as e:
+        sock.close()
+        raise TokendError(f"cannot listen on {path}: {e.strerror}") from None
+    finally:
+        os.umask(old)
+    os.chmod(path, 0o600)
+    sock.listen(backlog)
+    sock.setblocking(False)
+    return sock
+
+
+def peer_uid(sock: socket.socket) -> int:
+    """The uid of the process at the other end (SO_PEERCRED: pid, uid, gid)."""
+    import struct
+
+    creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    _pid, uid, _gid = struct.unpack("3i", creds)
+    return int(uid)

@@ -1,0 +1,269 @@
+"""Serving requests: per-connection protocol, limits, dispatch to the broker."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import Future
+from dataclasses import dataclass
+from typing import Any
+
+from tokend import formats, protocol
+from tokend.broker import HUNG_GRACE, Broker
+from tokend.config import Config
+from tokend.credential import Credential
+from tokend.daemon.runtime import peer_uid
+from tokend.durations import parse_duration
+from tokend.errors import EXIT_FAILED, EXIT_USAGE, TokendError
+
+log = logging.getLogger(__name__)
+
+Reply = tuple[int, bytes]
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_request: int = protocol.MAX_REQUEST
+    #: A client must complete each request line within this long (half-open guard).
+    request_timeout: float = 5.0
+    max_connections: int = 2048
+
+
+def _error(err: TokendError) -> Reply:
+    return err.exit_status, (err.line() + "\n").encode()
+
+
+class Daemon:
+    """Dispatches decoded requests; owns the broker and the control operations."""
+
+    def __init__(
+        self,
+        broker: Broker,
+        *,
+        reload_config: Callable[[], Config],
+        request_stop: Callable[[], None],
+        socket_path: str,
+        limits: Limits = Limits(),
+    ) -> None:
+        self.broker = broker
+        self.limits = limits
+        self.socket_path = socket_path
+        self._reload_config = reload_config
+        self._request_stop = request_stop
+        self.connections = 0
+        self.started = time.time()
+
+    def dispatch(self, op: str, fields: dict[str, str]) -> Reply | Awaitable[Reply]:
+        try:
+            if op == "get":
+                return self._get(fields)
+            if op == "status":
+                return 0, (json.dumps(self.status()) + "\n").encode()
+            if op == "reload":
+                return 0, (self.reload() + "\n").encode()
+            if op == "drop":
+                self.broker.forget(fields.get("profile", ""))
+                return 0, b"dropped\n"
+            if op == "stop":
+                self._request_stop()
+                return 0, b"stopping\n"
+            return 0, b"pong\n"
+        except TokendError as e:
+            return _error(e)
+
+    def _get(self, fields: dict[str, str]) -> Reply | Awaitable[Reply]:
+        name = fields.get("profile")
+        if not name:
+            return EXIT_USAGE, b"tokend: malformed request: no profile\n"
+        fmt = fields.get("format", "raw")
+        ctx = {"exec_info": fields["exec_info"]} if "exec_info" in fields else {}
+        min_ttl: float | None = None
+        if "min_ttl" in fields:
+            try:
+                min_ttl = parse_duration(fields["min_ttl"])
+            except ValueError as e:
+                return EXIT_USAGE, f"tokend: {name}: --min-ttl: {e}\n".encode()
+        try:
+            formats.check(fmt)
+            result = self.broker.lookup(name, min_ttl=min_ttl, force=fields.get("refresh") == "1")
+            if isinstance(result, Credential):
+                return 0, formats.render(result, fmt, ctx).encode()
+        except TokendError as e:
+            if e.profile is None:
+                e.profile = name
+            return _error(e)
+        return self._wait(name, result, fmt, ctx, min_ttl)
+
+    async def _wait(
+        self,
+        name: str,
+        fut: Future[Credential],
+        fmt: str,
+        ctx: dict[str, str],
+        min_ttl: float | None,
+    ) -> Reply:
+        wait = self.broker.profile(name).timeout + HUNG_GRACE
+        try:
+            cred = await asyncio.wait_for(asyncio.wrap_future(fut), wait)
+            self.broker.check(name, cred, min_ttl)
+            return 0, formats.render(cred, fmt, ctx).encode()
+        except TokendError as e:
+            if e.profile is None:
+                e.profile = name
+            return _error(e)
+        except asyncio.TimeoutError:
+            return EXIT_FAILED, f"tokend: {name}: upstream gave no answer in {wait:g}s\n".encode()
+
+    def reload(self) -> str:
+        """Load the config again; on error keep serving the old one and say why."""
+        config = self._reload_config()
+        dropped = self.broker.reconfigure(config)
+        log.info(
+            "configuration reloaded from %s; dropped: %s",
+            config.path or "built-in default",
+            ", ".join(dropped) or "none",
+        )
+        return f"reloaded; cache dropped for: {', '.join(dropped) or 'none'}"
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "pid": os.getpid(),
+            "uptime": time.time() - self.started,
+            "socket": self.socket_path,
+            "config": str(self.broker.config.path or "built-in default"),
+            "rss_bytes": _rss(),
+            "connections": self.connections,
+            "profiles": self.broker.status(),
+        }
+
+
+def _rss() -> int | None:
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+class Connection(asyncio.Protocol):
+    """One client connection: peer check, bounded line reads, in-order replies."""
+
+    def __init__(self, daemon: Daemon) -> None:
+        self.daemon = daemon
+        self.loop = asyncio.get_running_loop()
+        self.transport: asyncio.Transport | None = None
+        self.buf = bytearray()
+        self.busy = False
+        self.closing = False
+        self.eof = False
+        self.timer: asyncio.TimerHandle | None = None
+        self.task: asyncio.Task[None] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.transport = transport
+        self.daemon.connections += 1
+        if self.daemon.connections > self.daemon.limits.max_connections:
+            log.warning(
+                "connection limit (%d) reached; refusing a client", self.daemon.limits.max_connections
+            )
+            self._reply_close(EXIT_FAILED, b"tokend: daemon busy (connection limit); retry\n")
+            return
+        try:
+            uid = peer_uid(transport.get_extra_info("socket"))
+        except OSError as e:
+            log.warning("cannot read peer credentials (%s); closing", e)
+            transport.abort()
+            return
+        if uid != os.getuid():
+            log.warning("refused a connection from uid %d (only uid %d may connect)", uid, os.getuid())
+            transport.abort()
+            return
+        self._arm()
+
+    def _arm(self) -> None:
+        self.timer = self.loop.call_later(self.daemon.limits.request_timeout, self._timed_out)
+
+    def _disarm(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+
+    def _timed_out(self) -> None:
+        self.timer = None
+        if self.transport is not None and not self.busy:
+            self.closing = True
+            self.transport.close()
+
+    def data_received(self, data: bytes) -> None:
+        if self.closing:
+            return
+        self.buf += data
+        self._process()
+
+    def eof_received(self) -> bool:
+        # A client that shut down its write side still gets its pending replies.
+        if not self.busy and not self.buf:
+            return False
+        self.eof = True
+        return True
+
+    def _process(self) -> None:
+        limit = self.daemon.limits.max_request
+        while not self.busy and not self.closing:
+            nl = self.buf.find(b"\n", 0, limit + 1)
+            if nl < 0:
+                if len(self.buf) > limit:
+                    self._reply_close(EXIT_USAGE, f"tokend: request over {limit} bytes\n".encode())
+                return
+            line = bytes(self.buf[:nl])
+            del self.buf[: nl + 1]
+            try:
+                op, fields = protocol.decode_request(line)
+            except protocol.ProtocolError as e:
+                self._reply_close(EXIT_USAGE, f"tokend: malformed request: {e}\n".encode())
+                return
+            result = self.daemon.dispatch(op, fields)
+            if isinstance(result, tuple):
+                self._reply(result)
+            else:
+                self.busy = True
+                self._disarm()
+                self.task = self.loop.create_task(self._finish(result))
+                return
+        if not self.busy and not self.closing and self.eof:
+            self.closing = True
+            if self.transport is not None:
+                self.transport.close()
+
+    async def _finish(self, pending: Awaitable[Reply]) -> None:
+        reply = await pending
+        self.busy = False
+        self.task = None
+        if self.transport is None or self.transport.is_closing():
+            return
+        self._reply(reply)
+        self._process()
+
+    def _reply(self, reply: Reply) -> None:
+        assert self.transport is not None
+        self.transport.write(protocol.encode_response(*reply))
+        self._disarm()
+        self._arm()
+
+    def _reply_close(self, status: int, body: bytes) -> None:
+        assert self.transport is not None
+        self.closing = True
+        self.transport.write(protocol.encode_response(status, body))
+        self.transport.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.daemon.connections -= 1
+        self._disarm()
+        if self.task is not None:
+            self.task.cancel()
+        self.transport = None

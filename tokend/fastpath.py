@@ -1,0 +1,228 @@
+"""``tokend-print``: ask the daemon for one credential and print it.
+
+This is the hot path of every consumer call, so it imports only what one
+request needs (no click, no SDK, not even the ``socket`` module) and keeps its
+own deadline below the Codex CLI's 5 s default. When no daemon answers it
+starts one (one per herd, under a file lock), and failing that it runs the
+request daemonless by exec'ing ``tokend get --no-daemon``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+
+from tokend import paths, protocol
+
+USAGE = "usage: tokend-print PROFILE [--format F] [--min-ttl D] [--refresh]"
+DEFAULT_TIMEOUT = 4.0
+#: Share of the deadline kept back for the daemonless fallback after an autostart.
+FALLBACK_RESERVE = 0.25
+
+EXIT_FAILED, EXIT_USAGE, EXIT_NO_DAEMON = 1, 2, 3
+
+
+class Fail(Exception):
+    def __init__(self, status: int, line: str) -> None:
+        super().__init__(line)
+        self.status = status
+        self.line = line
+
+
+def parse_args(argv: list[str]) -> dict[str, str]:
+    """PROFILE and options as request fields; Fail(2) on anything else."""
+    fields: dict[str, str] = {}
+    it = iter(argv)
+    for arg in it:
+        name, eq, inline = arg.partition("=")
+        if name in ("--format", "-f", "--min-ttl"):
+            value = inline if eq else next(it, None)
+            if value is None:
+                raise Fail(EXIT_USAGE, f"tokend-print: {name} needs a value\n{USAGE}")
+            fields["format" if name in ("--format", "-f") else "min_ttl"] = value
+        elif arg == "--refresh":
+            fields["refresh"] = "1"
+        elif arg in ("-h", "--help"):
+            raise Fail(0, USAGE)
+        elif arg.startswith("-") and arg != "-":
+            raise Fail(EXIT_USAGE, f"tokend-print: unknown option {arg}\n{USAGE}")
+        elif "profile" in fields:
+            raise Fail(EXIT_USAGE, f"tokend-print: unexpected argument {arg!r}\n{USAGE}")
+        else:
+            fields["profile"] = arg
+    if "profile" not in fields:
+        raise Fail(EXIT_USAGE, USAGE)
+    info = os.environ.get("KUBERNETES_EXEC_INFO")
+    if info:
+        fields["exec_info"] = info
+    return fields
+
+
+def timeout_from_env() -> float:
+    raw = os.environ.get("TOKEND_TIMEOUT")
+    if not raw:
+        return DEFAULT_TIMEOUT
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 < value < 3600:
+        raise Fail(EXIT_USAGE, f"tokend-print: TOKEND_TIMEOUT={raw!r}: expected seconds, e.g. 2 or 0.5")
+    return value
+
+
+def _truthy(name: str) -> bool:
+    return os.environ.get(name, "").lower() in ("1", "true", "yes", "on")
+
+
+def _tokend_argv() -> list[str]:
+    """How to run the full CLI: the ``tokend`` next to this helper, else ``python -m tokend``."""
+    here = os.path.dirname(os.path.realpath(sys.argv[0]))
+    exe = os.path.join(here, "tokend")
+    if os.access(exe, os.X_OK):
+        return [exe]
+    return [sys.executable, "-m", "tokend"]
+
+
+def daemonless(fields: dict[str, str], deadline: float) -> None:
+    """Replace this process with ``tokend get --no-daemon`` (no child left behind)."""
+    argv = [*_tokend_argv(), "get", "--no-daemon", fields["profile"]]
+    for key, flag in (("format", "--format"), ("min_ttl", "--min-ttl")):
+        if key in fields:
+            argv += [flag, fields[key]]
+    if "refresh" in fields:
+        argv.append("--refresh")
+    argv += ["--timeout", f"{max(deadline - time.monotonic(), 0.1):.3f}"]
+    sys.stdout.flush()
+    os.execv(argv[0], argv)
+
+
+def _lock(path: str, deadline: float) -> int | None:
+    import fcntl
+
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return fd
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                os.close(fd)
+                return None
+            time.sleep(0.005)
+
+
+def autostart(sock_path: str, request: bytes, deadline: float) -> tuple[int, bytes] | None:
+    """Start a daemon (exactly one per herd) and ask again; None when that did not work."""
+    rundir = os.path.dirname(sock_path)
+    try:
+        os.makedirs(rundir, mode=0o700, exist_ok=True)
+        fd = _lock(os.path.join(rundir, "autostart.lock"), deadline)
+    except OSError:
+        return None
+    if fd is None:
+        return None
+    try:
+        try:  # another caller may have started it while we waited for the lock
+            return protocol.call(sock_path, request, max(deadline - time.monotonic(), 0.001))
+        except (FileNotFoundError, ConnectionRefusedError):
+            pass
+        if not _spawn_daemon(rundir, deadline):
+            return None
+    finally:
+        os.close(fd)  # releases the lock
+    return protocol.call(sock_path, request, max(deadline - time.monotonic(), 0.001))
+
+
+def _spawn_daemon(rundir: str, deadline: float) -> bool:
+    """Run ``tokend serve`` detached in its own session; True once it listens."""
+    import select
+    import subprocess
+
+    read_fd, write_fd = os.pipe()
+    env = dict(os.environ, TOKEND_READY_FD=str(write_fd))
+    log_fd = os.open(
+        os.path.join(rundir, "tokend.log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600
+    )
+    try:
+        subprocess.Popen(
+            [*_tokend_argv(), "serve"],
+            stdin=subprocess.DEVNULL,
+            stdout=log_fd,
+            stderr=log_fd,
+            pass_fds=(write_fd,),
+            start_new_session=True,
+            env=env,
+            close_fds=True,
+        )
+    except OSError:
+        return False
+    finally:
+        os.close(write_fd)
+        os.close(log_fd)
+    try:
+        ready, _, _ = select.select([read_fd], [], [], max(deadline - time.monotonic(), 0))
+        return bool(ready) and os.read(read_fd, 16).startswith(b"ready")
+    finally:
+        os.close(read_fd)
+
+
+def _ask(fields: dict[str, str], timeout: float) -> tuple[int, bytes]:
+    """The daemon's answer; starts a daemon or goes daemonless when none listens."""
+    deadline = time.monotonic() + timeout
+    sock_path = paths.socket_path()
+    request = protocol.encode_request("get", fields)
+    profile = fields["profile"]
+    try:
+        try:
+            return protocol.call(sock_path, request, timeout)
+        except (FileNotFoundError, ConnectionRefusedError):
+            pass
+        if not _truthy("TOKEND_NO_AUTOSTART"):
+            answer = autostart(sock_path, request, deadline - timeout * FALLBACK_RESERVE)
+            if answer is not None:
+                return answer
+    except TimeoutError:
+        raise Fail(
+            EXIT_FAILED,
+            f"tokend: {profile}: no credential within {timeout:g}s (TOKEND_TIMEOUT); see tokend status",
+        ) from None
+    except (protocol.NoAnswer, protocol.ProtocolError, OSError) as e:
+        raise Fail(
+            EXIT_NO_DAEMON,
+            f"tokend: {profile}: daemon at {sock_path} failed to answer ({e.__class__.__name__}: {e})",
+        ) from None
+    if _truthy("TOKEND_NO_FALLBACK"):
+        raise Fail(
+            EXIT_NO_DAEMON,
+            f"tokend: {profile}: no daemon at {sock_path} "
+            "(autostart failed; fallback disabled by TOKEND_NO_FALLBACK)",
+        )
+    daemonless(fields, deadline)
+    raise AssertionError("unreachable")  # pragma: no cover  (daemonless execs)
+
+
+def run(argv: list[str]) -> int:
+    fields = parse_args(argv)
+    timeout = timeout_from_env()
+    if _truthy("TOKEND_NO_DAEMON"):
+        daemonless(fields, time.monotonic() + timeout)
+    status, body = _ask(fields, timeout)
+    if status == 0:
+        os.write(1, body)
+    else:
+        os.write(2, body.rstrip(b"\n") + b"\n")
+    return status
+
+
+def main() -> None:
+    try:
+        status = run(sys.argv[1:])
+    except Fail as f:
+        if f.line:
+            os.write(2 if f.status else 1, f.line.encode() + b"\n")
+        status = f.status
+    except BrokenPipeError:
+        status = EXIT_FAILED
+    sys.exit(status)

@@ -1,0 +1,118 @@
+"""Renderers from a ``Credential`` to what each consumer reads on stdout."""
+
+from __future__ import annotations
+
+import base64
+import json
+import shlex
+from collections.abc import Callable, Mapping
+
+from tokend.credential import Credential
+from tokend.errors import UsageError
+
+#: Environment variables for ``--format env`` by credential kind.
+_ENV_NAMES: Mapping[str, Mapping[str, str]] = {
+    "aws": {
+        "AccessKeyId": "AWS_ACCESS_KEY_ID",
+        "SecretAccessKey": "AWS_SECRET_ACCESS_KEY",
+        "SessionToken": "AWS_SESSION_TOKEN",
+    },
+    "basic": {"username": "TOKEND_USERNAME", "password": "TOKEND_PASSWORD"},
+    "bearer": {"token": "TOKEND_TOKEN"},
+    "secret": {"value": "TOKEND_SECRET"},
+}
+
+EXEC_CREDENTIAL_VERSIONS = (
+    "client.authentication.k8s.io/v1",
+    "client.authentication.k8s.io/v1beta1",
+)
+
+
+def _primary(cred: Credential, fmt: str) -> str:
+    value = cred.primary
+    if value is None:
+        raise UsageError(
+            f"format {fmt!r} needs a single-value credential; this profile gives "
+            f"{cred.kind} credentials (use --format json, env or aws-process)"
+        )
+    return value
+
+
+def raw(cred: Credential, ctx: Mapping[str, str]) -> str:
+    return _primary(cred, "raw") + "\n"
+
+
+def header(cred: Credential, ctx: Mapping[str, str]) -> str:
+    if cred.kind == "basic":
+        pair = f"{cred.fields['username']}:{cred.fields['password']}".encode()
+        return f"Authorization: Basic {base64.b64encode(pair).decode()}\n"
+    return f"Authorization: Bearer {_primary(cred, 'header')}\n"
+
+
+def as_json(cred: Credential, ctx: Mapping[str, str]) -> str:
+    doc: dict[str, object] = {"kind": cred.kind, **cred.fields}
+    if cred.primary is not None:
+        doc["token"] = cred.primary
+    doc["expires_at"] = cred.expires_iso()
+    return json.dumps(doc, sort_keys=True) + "\n"
+
+
+def env(cred: Credential, ctx: Mapping[str, str]) -> str:
+    names = _ENV_NAMES[cred.kind]
+    lines = [
+        f"export {var}={shlex.quote(cred.fields[key])}" for key, var in names.items() if cred.fields.get(key)
+    ]
+    if cred.kind == "aws" and cred.expires_at is not None:
+        lines.append(f"export AWS_CREDENTIAL_EXPIRATION={cred.expires_iso()}")
+    return "\n".join(lines) + "\n"
+
+
+def aws_process(cred: Credential, ctx: Mapping[str, str]) -> str:
+    if cred.kind != "aws":
+        raise UsageError(f"format 'aws-process' needs AWS credentials; this profile gives {cred.kind}")
+    doc = {
+        "Version": 1,
+        "AccessKeyId": cred.fields["AccessKeyId"],
+        "SecretAccessKey": cred.fields["SecretAccessKey"],
+    }
+    if cred.fields.get("SessionToken"):
+        doc["SessionToken"] = cred.fields["SessionToken"]
+    if cred.expires_at is not None:
+        doc["Expiration"] = cred.expires_iso()
+    return json.dumps(doc) + "\n"
+
+
+def exec_credential(cred: Credential, ctx: Mapping[str, str]) -> str:
+    api = "client.authentication.k8s.io/v1beta1"
+    info = ctx.get("exec_info")
+    if info:
+        try:
+            api = json.loads(info).get("apiVersion") or api
+        except (ValueError, AttributeError):
+            raise UsageError("KUBERNETES_EXEC_INFO is not valid JSON") from None
+    if api not in EXEC_CREDENTIAL_VERSIONS:
+        raise UsageError(f"unsupported ExecCredential apiVersion {api!r}")
+    status: dict[str, str] = {"token": _primary(cred, "exec-credential")}
+    if cred.expires_at is not None:
+        status["expirationTimestamp"] = cred.expires_iso() or ""
+    return json.dumps({"apiVersion": api, "kind": "ExecCredential", "status": status}) + "\n"
+
+
+RENDERERS: Mapping[str, Callable[[Credential, Mapping[str, str]], str]] = {
+    "raw": raw,
+    "json": as_json,
+    "header": header,
+    "env": env,
+    "aws-process": aws_process,
+    "exec-credential": exec_credential,
+}
+
+
+def check(fmt: str) -> None:
+    if fmt not in RENDERERS:
+        raise UsageError(f"unknown format {fmt!r} (expected one of {', '.join(RENDERERS)})")
+
+
+def render(cred: Credential, fmt: str, ctx: Mapping[str, str] | None = None) -> str:
+    check(fmt)
+    return RENDERERS[fmt](cred, ctx or {})

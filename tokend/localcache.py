@@ -1,0 +1,108 @@
+"""Daemonless cross-process cache: one file per profile in the runtime dir.
+
+aws-vault's pattern: check the cache, take the profile's lock, check again,
+fetch, write atomically (temp file, fsync, rename; mode 0600), release. Fifty
+concurrent ``tokend get --no-daemon`` calls for a profile make one fetch.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+import time
+from collections.abc import Callable
+
+from filelock import FileLock, Timeout
+
+from tokend.config import Profile
+from tokend.credential import Credential
+from tokend.daemon.runtime import prepare_dir
+from tokend.errors import SourceTimeout
+
+FORMAT_VERSION = 1
+
+
+class LocalCache:
+    def __init__(
+        self, directory: str, *, lock_timeout: float = 60.0, clock: Callable[[], float] = time.time
+    ) -> None:
+        self.directory = directory
+        self.lock_timeout = lock_timeout
+        self.clock = clock
+        prepare_dir(directory)
+
+    def _key(self, profile: Profile) -> str:
+        # Hashed names: profile names never appear in the file system, and a
+        # changed profile (new fingerprint) never reads its old credential.
+        digest = hashlib.sha256(f"{os.getuid()}:{profile.fingerprint}".encode()).hexdigest()
+        return os.path.join(self.directory, digest[:40])
+
+    def load(self, profile: Profile) -> Credential | None:
+        try:
+            with open(self._key(profile) + ".json", encoding="utf-8") as f:
+                doc = json.load(f)
+            if doc.get("v") != FORMAT_VERSION:
+                return None
+            return Credential(
+                kind=doc["kind"],
+                fields=doc["fields"],
+                expires_at=doc["expires_at"],
+                refresh_at=doc["refresh_at"],
+                source=doc["source"],
+                issued_at=doc["issued_at"],
+            )
+        except (OSError, ValueError, KeyError, TypeError):
+            return None  # missing or damaged: fetch again
+
+    def save(self, profile: Profile, cred: Credential) -> None:
+        doc = {
+            "v": FORMAT_VERSION,
+            "kind": cred.kind,
+            "fields": dict(cred.fields),
+            "expires_at": cred.expires_at,
+            "refresh_at": cred.refresh_at,
+            "source": cred.source,
+            "issued_at": cred.issued_at,
+        }
+        fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".tmp-")  # created 0600
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as f:
+                json.dump(doc, f)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, self._key(profile) + ".json")
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+
+    def fetch_through(
+        self,
+        profile: Profile,
+        fetch: Callable[[], Credential],
+        *,
+        usable: Callable[[Credential], bool],
+        forced: bool,
+    ) -> Credential:
+        lock = FileLock(self._key(profile) + ".lock", mode=0o600)
+        try:
+            with lock.acquire(timeout=min(self.lock_timeout, profile.timeout * 2)):
+                cached = self.load(profile)
+                # Double check: another process may have fetched while we waited.
+                # A forced refresh takes it only if it is newer than the rate limit.
+                if (
+                    cached is not None
+                    and usable(cached)
+                    and (not forced or self.clock() - cached.issued_at < profile.refresh_limit)
+                ):
+                    return cached
+                cred = fetch()
+                self.save(profile, cred)
+                return cred
+        except Timeout:
+            raise SourceTimeout(
+                "another process holds the fetch lock for this profile too long", profile=profile.name
+            ) from None

@@ -1,0 +1,1 @@
+"""Credential sources, one module per provider (see ``registry``)."""

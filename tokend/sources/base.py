@@ -1,0 +1,65 @@
+"""The ``Source`` protocol every provider implements, and its option schema."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol
+
+from tokend.credential import Credential
+
+
+@dataclass(frozen=True)
+class Option:
+    """One profile key a source accepts.
+
+    ``type`` is one of: str, duration, strlist, bool, int, table.
+    """
+
+    type: str
+    required: bool = False
+    default: Any = None
+    choices: tuple[str, ...] = ()
+    help: str = ""
+
+
+@dataclass(frozen=True)
+class FetchRequest:
+    """What the broker asks of a source: one fresh credential within ``timeout`` seconds."""
+
+    profile: str
+    timeout: float
+    forced: bool = False
+
+
+class Source(Protocol):
+    """A provider of credentials for one profile.
+
+    ``fetch`` returns a new, unexpired credential or raises ``SourceUnavailable``
+    (nothing configured to try), ``SourceError`` (configured but failed) or
+    ``LoginRequired`` (a person must run ``tokend login``). It never prompts and
+    bounds every network call and subprocess by ``request.timeout``.
+    """
+
+    name: str
+
+    def fetch(self, request: FetchRequest) -> Credential: ...
+
+
+class BaseSource:
+    """Convenience base for sources: declares ``options`` and keeps the constructor uniform.
+
+    The registry builds every source as ``cls(profile, options, clock=clock)``
+    with options already validated against ``cls.options``.
+    """
+
+    name: ClassVar[str] = ""
+    options: ClassVar[Mapping[str, Option]] = {}
+
+    def __init__(self, profile: str, options: Mapping[str, Any], *, clock: Callable[[], float]) -> None:
+        self.profile = profile
+        self.settings = options
+        self.clock = clock
+
+    def fetch(self, request: FetchRequest) -> Credential:
+        raise NotImplementedError
