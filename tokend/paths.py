@@ -1,25 +1,41 @@
-"""Where tokend keeps its runtime files. Stdlib only: the fast path imports it."""
+"""Where tokend keeps its runtime files.
 
-from __future__ import annotations
+The fast path imports this, so it stays off ``os`` (importing ``os`` costs
+about a millisecond of the helper's start-up): callers may pass their own
+environment lookup, and ``posix`` gives the uid.
+"""
 
-import os
+import posix
+
+# No __future__ import, no typing: each costs time on the fast path.
+TYPE_CHECKING = False  # typing itself is too heavy to import on the fast path
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    Getenv = Callable[[str], str | None]
 
 SOCKET_NAME = "tokend.sock"
 #: sun_path holds 108 bytes including the terminating NUL.
 MAX_SOCKET_PATH = 107
 
 
-def runtime_dir() -> str:
+def _getenv(name: str) -> str | None:
+    import os  # already imported everywhere but on the fast path, which passes its own
+
+    return os.environ.get(name)
+
+
+def runtime_dir(getenv: "Getenv" = _getenv) -> str:
     """``$XDG_RUNTIME_DIR/tokend``, else a per-user directory under /tmp."""
-    base = os.environ.get("XDG_RUNTIME_DIR")
+    base = getenv("XDG_RUNTIME_DIR")
     if base:
-        return os.path.join(base, "tokend")
-    return f"/tmp/tokend-{os.getuid()}"
+        return base.rstrip("/") + "/tokend"
+    return f"/tmp/tokend-{posix.getuid()}"
 
 
-def socket_path() -> str:
-    return os.path.join(runtime_dir(), SOCKET_NAME)
+def socket_path(getenv: "Getenv" = _getenv) -> str:
+    return runtime_dir(getenv) + "/" + SOCKET_NAME
 
 
-def log_path() -> str:
-    return os.path.join(runtime_dir(), "tokend.log")
+def log_path(getenv: "Getenv" = _getenv) -> str:
+    return runtime_dir(getenv) + "/tokend.log"

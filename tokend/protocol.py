@@ -9,8 +9,6 @@ STATUS is the exit status the client should end with (DESIGN §4); the body is
 the rendered credential on success, else the one stderr line.
 """
 
-from __future__ import annotations
-
 import time
 
 MAX_REQUEST = 64 * 1024

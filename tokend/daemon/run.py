@@ -15,7 +15,7 @@ from pathlib import Path
 from tokend import config as config_mod
 from tokend import paths
 from tokend.broker import Broker, Cancellable
-from tokend.daemon import runtime
+from tokend.daemon import runtime, systemd
 from tokend.daemon.server import Connection, Daemon, Limits
 from tokend.logs import setup_logging
 
@@ -73,13 +73,21 @@ def serve(config_path: Path | None = None) -> int:
     runtime.prepare_dir(rundir)
     lock_fd = runtime.take_instance_lock(rundir)
     sock_path = paths.socket_path()
-    sock = runtime.bind_socket(sock_path, BACKLOG)
+    inherited = systemd.listen_fds()
+    if inherited:
+        # Socket activation: systemd made the directory, the socket and its mode.
+        sock = inherited[0]
+        sock.setblocking(False)
+        sock_path = sock.getsockname() or sock_path
+    else:
+        sock = runtime.bind_socket(sock_path, BACKLOG)
     _raise_fd_limit()
     try:
         asyncio.run(_main(config, config_path, sock, sock_path))
     finally:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(sock_path)
+        if not inherited:  # an activated socket belongs to systemd
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(sock_path)
         os.close(lock_fd)
     return 0
 
@@ -103,10 +111,12 @@ async def _main(
     )
 
     def on_hup() -> None:
+        systemd.notify("RELOADING=1")
         try:
             daemon.reload()
         except Exception as e:  # keep serving the old config, say why
             log.error("reload failed, keeping the previous configuration: %s", e)
+        systemd.notify("READY=1")
 
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
@@ -116,8 +126,11 @@ async def _main(
         "tokend %d serving on %s (config: %s)", os.getpid(), sock_path, config.path or "built-in default"
     )
     _notify_ready()
+    systemd.notify(f"READY=1\nSTATUS=serving on {sock_path}")
+    systemd.start_watchdog(loop)
     await stop.wait()
     log.info("stopping")
+    systemd.notify("STOPPING=1")
     server.close()
     with contextlib.suppress(asyncio.TimeoutError):
         await asyncio.wait_for(server.wait_closed(), SHUTDOWN_GRACE)

@@ -74,6 +74,9 @@ class Daemon:
             return 0, b"pong\n"
         except TokendError as e:
             return _error(e)
+        except Exception:  # a bug in one request must not stop the daemon
+            log.exception("internal error serving %r", op)
+            return EXIT_FAILED, b"tokend: internal error in the daemon; see its log\n"
 
     def _get(self, fields: dict[str, str]) -> Reply | Awaitable[Reply]:
         name = fields.get("profile")
