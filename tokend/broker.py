@@ -98,8 +98,12 @@ class Broker:
         store: SharedStore | None = None,
         rng: random.Random | None = None,
         source_factory: SourceFactory = build_source,
+        max_fetch_timeout: float | None = None,
     ) -> None:
         self._config = config
+        # Daemonless callers have their own deadline: the source must give up by
+        # then (killing its subprocess) rather than outlive the process.
+        self._max_fetch_timeout = max_fetch_timeout
         self._clock = clock
         self._own_executor = executor is None
         self._executor = executor or ThreadPoolExecutor(8, thread_name_prefix="tokend-fetch")
@@ -310,7 +314,10 @@ class Broker:
 
     def _run_fetch(self, entry: _Entry, fut: Future[Credential], forced: bool) -> None:
         profile = entry.profile
-        request = FetchRequest(profile=profile.name, timeout=profile.timeout, forced=forced)
+        timeout = profile.timeout
+        if self._max_fetch_timeout is not None:
+            timeout = min(timeout, self._max_fetch_timeout)
+        request = FetchRequest(profile=profile.name, timeout=timeout, forced=forced)
         try:
             if self._store is not None:
                 cred = self._store.fetch_through(

@@ -63,6 +63,10 @@ def next_refresh(cred: Credential, now: float, min_ttl: float, rng: random.Rando
     due = refresh_due(cred)
     if due is None:
         return None
+    if cred.expires_at is not None and cred.expires_at - min_ttl <= now + MIN_REFRESH_DELAY:
+        # Born with less life than min_ttl: refreshing would loop on upstream;
+        # the next request fetches (and is told to lower min_ttl).
+        return None
     if cred.expires_at is not None:
         life = max(cred.expires_at - cred.issued_at, 0.0)
         due -= rng.uniform(0.0, life * JITTER_FRACTION)

@@ -26,9 +26,13 @@ def daemonless(profile: str, fmt: str, min_ttl: float | None, refresh: bool, tim
     """Fetch through the cross-process cache in the runtime dir, no daemon involved."""
     from tokend import config
     from tokend.broker import Broker
+    from tokend.daemon.runtime import prepare_dir
     from tokend.localcache import LocalCache
 
-    broker = Broker(config.load(), store=LocalCache(os.path.join(paths.runtime_dir(), "cache")))
+    rundir = paths.runtime_dir()
+    prepare_dir(rundir)  # the same 0700 checks the daemon makes
+    cache = LocalCache(os.path.join(rundir, "cache"), lock_timeout=timeout)
+    broker = Broker(config.load(), store=cache, max_fetch_timeout=timeout)
     try:
         formats.check(fmt)
         cred = broker.get(profile, min_ttl=min_ttl, force=refresh, timeout=timeout)
