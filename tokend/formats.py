@@ -108,6 +108,19 @@ RENDERERS: Mapping[str, Callable[[Credential, Mapping[str, str]], str]] = {
 }
 
 
+#: Least life a format's consumer needs. botocore refetches credential_process
+#: output with less than 15 minutes left (its advisory window) on every call.
+FORMAT_MIN_TTL: Mapping[str, float] = {"aws-process": 16 * 60.0}
+
+
+def min_ttl(fmt: str, requested: float | None, default: float) -> float | None:
+    """The min_ttl to ask the broker for: the caller's, raised to the format's floor."""
+    floor = FORMAT_MIN_TTL.get(fmt)
+    if floor is None:
+        return requested
+    return max(default if requested is None else requested, floor)
+
+
 def check(fmt: str) -> None:
     if fmt not in RENDERERS:
         raise UsageError(f"unknown format {fmt!r} (expected one of {', '.join(RENDERERS)})")

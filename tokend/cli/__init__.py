@@ -7,7 +7,7 @@ import sys
 import click
 
 from tokend import __version__
-from tokend.cli import control, get, secret, serve
+from tokend.cli import control, get, integrate, login, secret, serve
 from tokend.errors import EXIT_FAILED, EXIT_USAGE, TokendError
 
 
@@ -17,7 +17,7 @@ def cli() -> None:
     """Cache and refresh cloud credentials; print them for command-based auth."""
 
 
-for module in (get, serve, control, secret):
+for module in (get, serve, control, secret, login, integrate):
     module.register(cli)
 
 

@@ -35,6 +35,7 @@ def daemonless(profile: str, fmt: str, min_ttl: float | None, refresh: bool, tim
     broker = Broker(config.load(), store=cache, max_fetch_timeout=timeout)
     try:
         formats.check(fmt)
+        min_ttl = formats.min_ttl(fmt, min_ttl, broker.profile(profile).min_ttl)
         cred = broker.get(profile, min_ttl=min_ttl, force=refresh, timeout=timeout)
         return formats.render(cred, fmt, _exec_info())
     finally:

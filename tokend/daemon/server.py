@@ -92,6 +92,8 @@ class Daemon:
                 return EXIT_USAGE, f"tokend: {name}: --min-ttl: {e}\n".encode()
         try:
             formats.check(fmt)
+            if fmt in formats.FORMAT_MIN_TTL:
+                min_ttl = formats.min_ttl(fmt, min_ttl, self.broker.profile(name).min_ttl)
             result = self.broker.lookup(name, min_ttl=min_ttl, force=fields.get("refresh") == "1")
             if isinstance(result, Credential):
                 return 0, formats.render(result, fmt, ctx).encode()

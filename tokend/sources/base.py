@@ -24,6 +24,16 @@ class Option:
 
 
 @dataclass(frozen=True)
+class LoginContext:
+    """What ``tokend login`` hands a source: the one place a person is involved."""
+
+    profile: str
+    echo: Callable[[str], None]  # instructions for the person (stderr)
+    open_browser: bool = True
+    timeout: float = 600.0
+
+
+@dataclass(frozen=True)
 class FetchRequest:
     """What the broker asks of a source: one fresh credential within ``timeout`` seconds."""
 
@@ -62,4 +72,20 @@ class BaseSource:
         self.clock = clock
 
     def fetch(self, request: FetchRequest) -> Credential:
+        raise NotImplementedError
+
+    # Laptop SSO. Sources that need a person override these three.
+
+    supports_login: ClassVar[bool] = False
+
+    def identity(self) -> str:
+        """Who a login is for: profiles sharing an identity share one login flow."""
+        return f"{self.name}:{self.profile}"
+
+    def login(self, ctx: LoginContext) -> None:
+        """Run the interactive sign-in (browser, device code, MFA prompt)."""
+        raise NotImplementedError
+
+    def logout(self) -> None:
+        """Forget what ``login`` stored."""
         raise NotImplementedError

@@ -1,0 +1,96 @@
+"""``tokend login|logout PROFILE``: the one place that may open a browser or prompt.
+
+Concurrent logins for one identity share a single flow: the first takes the
+identity's lock and signs in; the others wait for the lock and find the login
+already done. Afterwards the daemon drops what it cached for every profile of
+that identity, so waiting callers get the new credential at once.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+
+import click
+from filelock import FileLock
+
+from tokend import client, config, paths
+from tokend.broker import build_source
+from tokend.daemon.runtime import prepare_dir
+from tokend.errors import DaemonUnreachable, UsageError
+from tokend.sources.base import BaseSource, LoginContext
+
+
+def _identity_files(identity: str) -> tuple[str, str]:
+    rundir = paths.runtime_dir()
+    prepare_dir(rundir)
+    digest = hashlib.sha256(identity.encode()).hexdigest()[:32]
+    base = os.path.join(rundir, f"login-{digest}")
+    return base + ".lock", base + ".done"
+
+
+def _profiles_sharing(cfg: config.Config, source: BaseSource) -> list[str]:
+    names = []
+    for name, prof in cfg.profiles.items():
+        other = build_source(prof, time.time)
+        if other.supports_login and other.identity() == source.identity():
+            names.append(name)
+    return names
+
+
+def _forget(names: list[str]) -> None:
+    for name in names:
+        try:
+            client.control("drop", {"profile": name})
+        except DaemonUnreachable:
+            return
+
+
+def _login_source(name: str) -> tuple[config.Config, BaseSource]:
+    cfg = config.load()
+    source = build_source(cfg.profile(name), time.time)
+    if not source.supports_login:
+        raise UsageError(
+            f"source {cfg.profile(name).source!r} has no interactive login; "
+            "it gets its credentials without a person",
+            profile=name,
+        )
+    return cfg, source
+
+
+def register(cli: click.Group) -> None:
+    @cli.command("login")
+    @click.argument("profile")
+    @click.option("--no-browser", is_flag=True, help="print the sign-in URL instead of opening it")
+    @click.option("--timeout", type=float, default=600.0, show_default=True,
+                  help="seconds to wait for the person to finish signing in")
+    def login(profile: str, no_browser: bool, timeout: float) -> None:
+        """Sign in for PROFILE (and every profile sharing its identity)."""
+        cfg, source = _login_source(profile)
+        lock_path, done_path = _identity_files(source.identity())
+        started = time.time()
+        with FileLock(lock_path, mode=0o600):
+            try:
+                already = os.stat(done_path).st_mtime >= started
+            except FileNotFoundError:
+                already = False
+            if already:
+                click.echo(f"{profile}: signed in by a concurrent tokend login", err=True)
+            else:
+                ctx = LoginContext(profile=profile, echo=lambda m: click.echo(m, err=True),
+                                   open_browser=not no_browser, timeout=timeout)
+                source.login(ctx)
+                with open(done_path, "w"):
+                    pass
+                click.echo(f"{profile}: signed in", err=True)
+        _forget(_profiles_sharing(cfg, source))
+
+    @cli.command("logout")
+    @click.argument("profile")
+    def logout(profile: str) -> None:
+        """Forget the sign-in of PROFILE."""
+        cfg, source = _login_source(profile)
+        source.logout()
+        _forget(_profiles_sharing(cfg, source))
+        click.echo(f"{profile}: signed out", err=True)

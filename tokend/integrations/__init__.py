@@ -1,0 +1,1 @@
+"""Writers of consumer configs (Codex, AWS, kubectl, …) for ``tokend integrate``."""
