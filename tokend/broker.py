@@ -11,6 +11,7 @@ caller awaits (the daemon wraps it for asyncio; ``get`` simply waits).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import random
@@ -18,7 +19,9 @@ import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, Protocol
 
 from tokend import policy
@@ -85,6 +88,16 @@ class _Entry:
     hits: int = 0
     fetches: int = 0
     rotations: int = 0
+    identity: str | None = None  # the source's fingerprint() when this entry was made
+
+
+def _store_key(entry: _Entry) -> Profile:
+    """The profile as the shared cache keys it: with the source's identity folded
+    in, so a process never loads a credential cached for another identity."""
+    if entry.identity is None:
+        return entry.profile
+    options = MappingProxyType({**entry.profile.options, "\0identity": entry.identity})
+    return dataclasses.replace(entry.profile, options=options)
 
 
 class Broker:
@@ -127,11 +140,17 @@ class Broker:
         now = self._clock()
         with self._lock:
             entry = self._entry(name)
+            if entry.source.fingerprint() != entry.identity:
+                # Another identity (credentials file, signed-in account): nothing
+                # cached or in flight for the old one may be served from now on.
+                log.info("%s: the source's identity changed; dropping its cached credential", name)
+                self._drop(name)
+                entry = self._entry(name)
             entry.last_used = now
             ttl = entry.profile.min_ttl if min_ttl is None else min_ttl
             if force and now - entry.last_forced >= entry.profile.refresh_limit:
                 entry.last_forced = now
-                return self._start_fetch(entry, now, forced=True)
+                return self._start_fetch(entry, now, forced=True, min_ttl=ttl)
             if force:
                 log.info(
                     "%s: forced refresh rate-limited (one per %s)",
@@ -140,15 +159,20 @@ class Broker:
                 )
             cred = entry.cred
             if cred is None and self._store is not None:
-                cred = entry.cred = self._store.load(entry.profile)
+                cred = entry.cred = self._store.load(_store_key(entry))
             if cred is not None:
                 st = policy.state(cred, now, ttl)
                 if st is not policy.State.EXPIRED:
                     entry.hits += 1
-                    if st is policy.State.STALE and entry.inflight is None:
+                    # After a failed refresh the retry waits for its backoff:
+                    # callers of a still-servable credential must not bypass it.
+                    backing_off = (
+                        entry.failures > 0 and entry.next_refresh is not None and now < entry.next_refresh
+                    )
+                    if st is policy.State.STALE and entry.inflight is None and not backing_off:
                         self._start_fetch(entry, now, forced=False)
                     return cred
-            return self._start_fetch(entry, now, forced=False)
+            return self._start_fetch(entry, now, forced=False, min_ttl=ttl)
 
     def get(
         self,
@@ -166,7 +190,7 @@ class Broker:
         wait = profile.timeout + HUNG_GRACE if timeout is None else timeout
         try:
             cred = result.result(timeout=wait)
-        except TimeoutError:
+        except (TimeoutError, FutureTimeout):  # distinct classes before Python 3.11
             raise SourceTimeout(f"no credential within {format_duration(wait)}", profile=name) from None
         self.check(name, cred, min_ttl)
         return cred
@@ -207,10 +231,47 @@ class Broker:
             if name in self._entries:
                 self._drop(name)
 
+    def wake(self) -> list[str]:
+        """Catch up after a suspend/resume or a wall-clock jump; the profiles now refreshing.
+
+        Refresh timers count monotonic time (it stands still during suspend) but
+        credentials expire by the wall clock: refresh at once every profile in use
+        whose credential is no longer fresh or whose refresh was due (a backoff in
+        progress is kept unless the credential expired), and re-arm the other
+        timers for their wall-clock time.
+        """
+        now = self._clock()
+        started = []
+        with self._lock:
+            for name, entry in self._entries.items():
+                cred, due = entry.cred, entry.next_refresh
+                if entry.inflight is not None or cred is None:
+                    continue
+                st = policy.state(cred, now, entry.profile.min_ttl)
+                backing_off = entry.failures > 0 and due is not None and now < due
+                in_use = now - entry.last_used <= policy.IDLE_STOP
+                if in_use and (
+                    st is policy.State.EXPIRED
+                    or (st is policy.State.STALE and not backing_off)
+                    or (due is not None and due <= now)
+                ):
+                    self._start_fetch(entry, now, forced=False)
+                    started.append(name)
+                elif due is not None:
+                    self._schedule(entry, due, now)
+        return started
+
     def close(self) -> None:
         with self._lock:
+            sources = [entry.source for entry in self._entries.values()]
             for name in list(self._entries):
                 self._drop(name)
+        # Abandon fetches in flight (a hung command would otherwise keep the
+        # process alive until its timeout, holding the daemon's instance lock).
+        for source in sources:
+            close = getattr(source, "close", None)
+            if close is not None:
+                close()
         if self._own_executor:
             self._executor.shutdown(wait=False, cancel_futures=True)
 
@@ -253,7 +314,8 @@ class Broker:
         entry = self._entries.get(name)
         if entry is None:
             profile = self._config.profile(name)
-            entry = _Entry(profile=profile, source=self._make_source(profile, self._clock))
+            source = self._make_source(profile, self._clock)
+            entry = _Entry(profile=profile, source=source, identity=source.fingerprint())
             self._entries[name] = entry
         return entry
 
@@ -264,7 +326,9 @@ class Broker:
         if entry.cred is not None:
             REDACTOR.discard(entry.cred.secret_values())
 
-    def _start_fetch(self, entry: _Entry, now: float, *, forced: bool) -> Future[Credential]:
+    def _start_fetch(
+        self, entry: _Entry, now: float, *, forced: bool, min_ttl: float | None = None
+    ) -> Future[Credential]:
         inflight = entry.inflight
         if inflight is not None:
             if now - entry.inflight_since <= entry.profile.timeout + HUNG_GRACE:
@@ -283,7 +347,7 @@ class Broker:
             entry.timer.cancel()
             entry.timer = None
         entry.next_refresh = None
-        self._executor.submit(self._run_fetch, entry, fut, forced)
+        self._executor.submit(self._run_fetch, entry, fut, forced, min_ttl)
         return fut
 
     def _schedule(self, entry: _Entry, when: float | None, now: float) -> None:
@@ -312,8 +376,13 @@ class Broker:
 
     # -- the fetch itself (worker thread) ---------------------------------------
 
-    def _run_fetch(self, entry: _Entry, fut: Future[Credential], forced: bool) -> None:
+    def _run_fetch(
+        self, entry: _Entry, fut: Future[Credential], forced: bool, min_ttl: float | None = None
+    ) -> None:
         profile = entry.profile
+        # The shared cache's copy must satisfy the caller that started the fetch,
+        # whose min_ttl may exceed the profile's (--min-ttl).
+        ttl = profile.min_ttl if min_ttl is None else min_ttl
         timeout = profile.timeout
         if self._max_fetch_timeout is not None:
             timeout = min(timeout, self._max_fetch_timeout)
@@ -321,10 +390,10 @@ class Broker:
         try:
             if self._store is not None:
                 cred = self._store.fetch_through(
-                    profile,
+                    _store_key(entry),
                     lambda: self._fetch_checked(entry.source, request),
                     usable=lambda c: (
-                        policy.state(c, self._clock(), profile.min_ttl) is not policy.State.EXPIRED
+                        policy.state(c, self._clock(), ttl) is not policy.State.EXPIRED
                     ),
                     forced=forced,
                 )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import re
 import stat
@@ -212,8 +213,8 @@ def _convert(value: Any, opt: Option, keypath: str, where: str) -> Any:
                 raise ConfigError(f"{where}: {keypath}: {e}") from None
         else:
             raise bad('a duration string such as "5m"')
-        if seconds < 0:
-            raise ConfigError(f"{where}: {keypath}: expected a non-negative duration")
+        if not math.isfinite(seconds) or seconds < 0:  # TOML allows nan and inf
+            raise ConfigError(f"{where}: {keypath}: expected a finite, non-negative duration")
         return seconds
     if t == "str":
         if not isinstance(value, str):

@@ -54,8 +54,13 @@ class LocalCache:
                 source=doc["source"],
                 issued_at=doc["issued_at"],
             )
-        except (OSError, ValueError, KeyError, TypeError):
-            return None  # missing or damaged: fetch again
+        except (OSError, ValueError, KeyError, TypeError, AttributeError):
+            return None  # missing or damaged (even valid JSON of another shape): fetch again
+
+    def forget(self, profile: Profile) -> None:
+        """Remove the cached credential of ``profile`` (its secret was replaced or deleted)."""
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self._key(profile) + ".json")
 
     def save(self, profile: Profile, cred: Credential) -> None:
         doc = {

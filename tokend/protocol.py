@@ -1,7 +1,7 @@
 """The daemon's wire format. Stdlib only and cheap to import: the fast path uses it.
 
 A request is one line: the operation, then ``key=value`` fields, separated by
-tabs, with ``\\``, tab and newline escaped in values. A connection may carry
+tabs, with ``\\``, tab, newline and CR escaped in values. A connection may carry
 several requests; each gets a response, in order.
 
 A response is a header line ``STATUS LENGTH`` and LENGTH bytes of body.
@@ -25,7 +25,8 @@ class NoAnswer(ConnectionError):
 
 
 def _escape(value: str) -> str:
-    return value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n")
+    # \r too: decode_request drops a trailing CR (CRLF clients), which must not eat a value's own.
+    return value.replace("\\", "\\\\").replace("\t", "\\t").replace("\n", "\\n").replace("\r", "\\r")
 
 
 def _unescape(value: str) -> str:
@@ -36,7 +37,7 @@ def _unescape(value: str) -> str:
         c = value[i]
         if c == "\\" and i + 1 < len(value):
             nxt = value[i + 1]
-            out.append({"\\": "\\", "t": "\t", "n": "\n"}.get(nxt, nxt))
+            out.append({"\\": "\\", "t": "\t", "n": "\n", "r": "\r"}.get(nxt, nxt))
             i += 2
         else:
             out.append(c)

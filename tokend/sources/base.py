@@ -31,6 +31,8 @@ class LoginContext:
     echo: Callable[[str], None]  # instructions for the person (stderr)
     open_browser: bool = True
     timeout: float = 600.0
+    # A short answer from the person (an MFA code); None when there is no terminal.
+    prompt: Callable[[str], str] | None = None
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,18 @@ class BaseSource:
 
     def fetch(self, request: FetchRequest) -> Credential:
         raise NotImplementedError
+
+    def close(self) -> None:
+        """Abandon fetches in progress (shutdown): sources with subprocesses kill them."""
+
+    def fingerprint(self) -> str | None:
+        """Whose credential ``fetch`` would return now (None: always the same identity).
+
+        The broker calls this on every request and drops a cached credential
+        fetched under another fingerprint (a new credentials file, another
+        signed-in account). It must be cheap: ``os.stat`` calls, no network.
+        """
+        return None
 
     # Laptop SSO. Sources that need a person override these three.
 

@@ -13,6 +13,8 @@ import json
 import os
 import signal
 import subprocess
+import threading
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 from tokend.credential import Credential
@@ -30,6 +32,21 @@ class CommandSource(BaseSource):
         "env": Option("table", help="extra environment variables for the command"),
         "cwd": Option("str", help="working directory"),
     }
+
+    def __init__(self, profile: str, options: Mapping[str, Any], *, clock: Callable[[], float]) -> None:
+        super().__init__(profile, options, clock=clock)
+        self._running: set[subprocess.Popen[bytes]] = set()
+        self._lock = threading.Lock()
+        self._closed = False
+
+    def close(self) -> None:
+        """Kill the process groups of commands still running (daemon shutdown)."""
+        with self._lock:
+            self._closed = True
+            for proc in self._running:
+                if proc.returncode is None:  # not reaped yet: the group id is still ours
+                    with contextlib.suppress(ProcessLookupError, PermissionError):
+                        os.killpg(proc.pid, signal.SIGKILL)
 
     def fetch(self, request: FetchRequest) -> Credential:
         argv = list(self.settings["command"])
@@ -49,6 +66,11 @@ class CommandSource(BaseSource):
             raise SourceUnavailable(f"command not found: {argv[0]}", profile=self.profile) from None
         except OSError as e:
             raise SourceError(f"cannot run {argv[0]}: {e.strerror}", profile=self.profile) from None
+        with self._lock:
+            self._running.add(proc)
+            if self._closed:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(proc.pid, signal.SIGKILL)
         try:
             out, err = proc.communicate(timeout=request.timeout)
         except subprocess.TimeoutExpired:
@@ -56,6 +78,9 @@ class CommandSource(BaseSource):
             raise SourceTimeout(
                 f"{argv[0]} did not finish within {request.timeout:g}s; killed", profile=self.profile
             ) from None
+        finally:
+            with self._lock:
+                self._running.discard(proc)
         if proc.returncode != 0:
             detail = _last_line(err) or f"exit status {proc.returncode}"
             raise SourceError(f"{argv[0]} failed: {detail}", profile=self.profile)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 from typing import ClassVar
 
 from tokend.credential import Credential
@@ -23,12 +24,21 @@ class FileSource(BaseSource):
     def fetch(self, request: FetchRequest) -> Credential:
         path = os.path.expanduser(self.settings["path"])
         try:
-            with open(path, "rb") as f:
-                data = f.read(MAX_SIZE + 1)
+            # O_NONBLOCK: opening a FIFO with no writer would block this worker forever.
+            fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
         except FileNotFoundError:
             raise SourceUnavailable(f"{path}: no such file", profile=self.profile) from None
         except OSError as e:
             raise SourceError(f"{path}: {e.strerror}", profile=self.profile) from None
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise SourceError(f"{path}: not a regular file", profile=self.profile, retryable=False)
+            with open(fd, "rb", closefd=False) as f:
+                data = f.read(MAX_SIZE + 1)
+        except OSError as e:
+            raise SourceError(f"{path}: {e.strerror}", profile=self.profile) from None
+        finally:
+            os.close(fd)
         if len(data) > MAX_SIZE:
             raise SourceError(f"{path}: larger than {MAX_SIZE} bytes", profile=self.profile, retryable=False)
         try:

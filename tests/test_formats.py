@@ -1,0 +1,221 @@
+"""Renderers from a Credential to each consumer's stdout."""
+
+from __future__ import annotations
+
+import base64
+import json
+import subprocess
+
+import pytest
+
+from tokend import formats
+from tokend.credential import Credential
+from tokend.errors import UsageError
+
+EXPIRY = 1_900_000_000.0
+EXPIRY_ISO = "2030-03-17T17:46:40Z"
+TOKEN = "ya29.a0AfB_format-test-token"
+
+
+@pytest.fixture
+def bearer() -> Credential:
+    return Credential.bearer(TOKEN, expires_at=EXPIRY, source="google")
+
+
+@pytest.fixture
+def aws() -> Credential:
+    return Credential(
+        kind="aws",
+        fields={
+            "AccessKeyId": "ASIAEXAMPLEKEYID",
+            "SecretAccessKey": "wJalrXUtnFEMI/K7MDENG/bPxRfiCY",
+            "SessionToken": "FwoGZXIvYXdzEXAMPLE==",
+        },
+        expires_at=EXPIRY,
+        source="aws",
+    )
+
+
+@pytest.fixture
+def basic() -> Credential:
+    return Credential(kind="basic", fields={"username": "x-access-token", "password": "ghp_example:pw"})
+
+
+def test_raw_is_token_and_one_newline(bearer: Credential) -> None:
+    assert formats.render(bearer, "raw") == TOKEN + "\n"
+
+
+def test_raw_is_the_default_shape_for_secrets_and_basic(basic: Credential) -> None:
+    assert formats.render(Credential.secret("sk-proj-abc"), "raw") == "sk-proj-abc\n"
+    assert formats.render(basic, "raw") == "ghp_example:pw\n"
+
+
+def test_raw_on_aws_credential_is_usage_error(aws: Credential) -> None:
+    with pytest.raises(UsageError, match="aws-process") as info:
+        formats.render(aws, "raw")
+    assert info.value.exit_status == 2
+    for value in aws.fields.values():
+        assert value not in info.value.message
+
+
+@pytest.mark.parametrize("fmt", ["header", "exec-credential"])
+def test_single_value_formats_on_aws_are_usage_errors(aws: Credential, fmt: str) -> None:
+    with pytest.raises(UsageError):
+        formats.render(aws, fmt)
+
+
+def test_header_bearer(bearer: Credential) -> None:
+    assert formats.render(bearer, "header") == f"Authorization: Bearer {TOKEN}\n"
+
+
+def test_header_basic(basic: Credential) -> None:
+    out = formats.render(basic, "header")
+    assert out.startswith("Authorization: Basic ") and out.endswith("\n")
+    encoded = out.removeprefix("Authorization: Basic ").strip()
+    # the password may contain a colon: only the first one separates the user
+    assert base64.b64decode(encoded).decode() == "x-access-token:ghp_example:pw"
+
+
+def test_json_bearer(bearer: Credential) -> None:
+    out = formats.render(bearer, "json")
+    assert out.endswith("}\n") and out.count("\n") == 1
+    assert json.loads(out) == {"kind": "bearer", "token": TOKEN, "expires_at": EXPIRY_ISO}
+
+
+def test_json_aws_and_no_expiry(aws: Credential) -> None:
+    doc = json.loads(formats.render(aws, "json"))
+    assert doc["kind"] == "aws"
+    assert doc["AccessKeyId"] == "ASIAEXAMPLEKEYID"
+    assert doc["SessionToken"] == "FwoGZXIvYXdzEXAMPLE=="
+    assert "token" not in doc
+    assert doc["expires_at"] == EXPIRY_ISO
+    secret = json.loads(formats.render(Credential.secret("sk-proj-abc"), "json"))
+    assert secret == {"kind": "secret", "value": "sk-proj-abc", "token": "sk-proj-abc", "expires_at": None}
+
+
+def shell_eval(script: str, var: str) -> str:
+    """What a POSIX shell gets in ``var`` after ``eval "$(tokend get --format env)"``."""
+    done = subprocess.run(
+        ["/bin/sh", "-c", f'eval "$1"; printf %s "${var}"', "sh", script],
+        capture_output=True,
+        text=True,
+        timeout=10,
+        check=True,
+    )
+    return done.stdout
+
+
+def test_env_bearer(bearer: Credential) -> None:
+    assert formats.render(bearer, "env") == f"export TOKEND_TOKEN={TOKEN}\n"
+
+
+def test_env_quotes_values_for_the_shell() -> None:
+    nasty = """it's a "quoted" value with spaces; $(echo injected) `echo x` $HOME \\ end"""
+    out = formats.render(Credential.secret(nasty), "env")
+    assert out.startswith("export TOKEND_SECRET=") and out.endswith("\n")
+    assert shell_eval(out, "TOKEND_SECRET") == nasty
+
+
+def test_env_aws(aws: Credential) -> None:
+    out = formats.render(aws, "env")
+    lines = out.splitlines()
+    assert lines == [
+        "export AWS_ACCESS_KEY_ID=ASIAEXAMPLEKEYID",
+        "export AWS_SECRET_ACCESS_KEY=wJalrXUtnFEMI/K7MDENG/bPxRfiCY",
+        "export AWS_SESSION_TOKEN=FwoGZXIvYXdzEXAMPLE==",
+        f"export AWS_CREDENTIAL_EXPIRATION={EXPIRY_ISO}",
+    ]
+    assert shell_eval(out, "AWS_SESSION_TOKEN") == "FwoGZXIvYXdzEXAMPLE=="
+
+
+def test_env_basic(basic: Credential) -> None:
+    out = formats.render(basic, "env")
+    assert shell_eval(out, "TOKEND_USERNAME") == "x-access-token"
+    assert shell_eval(out, "TOKEND_PASSWORD") == "ghp_example:pw"
+
+
+def test_aws_process_shape(aws: Credential) -> None:
+    out = formats.render(aws, "aws-process")
+    assert out.endswith("\n")
+    assert json.loads(out) == {
+        "Version": 1,
+        "AccessKeyId": "ASIAEXAMPLEKEYID",
+        "SecretAccessKey": "wJalrXUtnFEMI/K7MDENG/bPxRfiCY",
+        "SessionToken": "FwoGZXIvYXdzEXAMPLE==",
+        "Expiration": EXPIRY_ISO,
+    }
+
+
+def test_aws_process_long_term_keys_have_no_expiration() -> None:
+    cred = Credential(kind="aws", fields={"AccessKeyId": "AKIAEXAMPLE", "SecretAccessKey": "secretkey"})
+    doc = json.loads(formats.render(cred, "aws-process"))
+    assert doc == {"Version": 1, "AccessKeyId": "AKIAEXAMPLE", "SecretAccessKey": "secretkey"}
+
+
+def test_aws_process_needs_aws(bearer: Credential) -> None:
+    with pytest.raises(UsageError, match="aws-process"):
+        formats.render(bearer, "aws-process")
+
+
+@pytest.mark.parametrize("version", ["v1", "v1beta1"])
+def test_exec_credential_echoes_api_version(bearer: Credential, version: str) -> None:
+    api = f"client.authentication.k8s.io/{version}"
+    info = json.dumps({"kind": "ExecCredential", "apiVersion": api, "spec": {"interactive": False}})
+    doc = json.loads(formats.render(bearer, "exec-credential", {"exec_info": info}))
+    assert doc == {
+        "apiVersion": api,
+        "kind": "ExecCredential",
+        "status": {"token": TOKEN, "expirationTimestamp": EXPIRY_ISO},
+    }
+
+
+def test_exec_credential_without_exec_info_uses_v1beta1(bearer: Credential) -> None:
+    doc = json.loads(formats.render(bearer, "exec-credential"))
+    assert doc["apiVersion"] == "client.authentication.k8s.io/v1beta1"
+
+
+def test_exec_credential_without_expiry() -> None:
+    doc = json.loads(formats.render(Credential.secret("static-k8s-token"), "exec-credential"))
+    assert doc["status"] == {"token": "static-k8s-token"}
+
+
+@pytest.mark.parametrize(
+    "info",
+    [
+        '{"apiVersion": "client.authentication.k8s.io/v1alpha1"}',
+        '{"apiVersion": "example.com/v1"}',
+        '{"apiVersion": 1}',
+        "{not json",
+        "[1, 2]",
+    ],
+)
+def test_exec_credential_rejects_unknown_api_versions(bearer: Credential, info: str) -> None:
+    with pytest.raises(UsageError):
+        formats.render(bearer, "exec-credential", {"exec_info": info})
+
+
+def test_unknown_format(bearer: Credential) -> None:
+    with pytest.raises(UsageError, match="unknown format 'yaml'") as info:
+        formats.render(bearer, "yaml")
+    assert "raw" in info.value.message and "exec-credential" in info.value.message
+    with pytest.raises(UsageError):
+        formats.check("RAW")
+    formats.check("aws-process")
+
+
+def test_every_documented_format_exists() -> None:
+    assert set(formats.RENDERERS) == {"raw", "json", "header", "env", "aws-process", "exec-credential"}
+
+
+def test_min_ttl_floor_for_aws_process() -> None:
+    # botocore refetches credential_process output with less than 15 min left
+    assert formats.min_ttl("aws-process", None, 300.0) == 16 * 60.0
+    assert formats.min_ttl("aws-process", 60.0, 300.0) == 16 * 60.0
+    assert formats.min_ttl("aws-process", None, 3600.0) == 3600.0
+    assert formats.min_ttl("aws-process", 1800.0, 300.0) == 1800.0
+
+
+@pytest.mark.parametrize("fmt", ["raw", "json", "header", "env", "exec-credential"])
+def test_min_ttl_unchanged_for_other_formats(fmt: str) -> None:
+    assert formats.min_ttl(fmt, None, 300.0) is None
+    assert formats.min_ttl(fmt, 42.0, 300.0) == 42.0
