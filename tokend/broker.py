@@ -189,11 +189,33 @@ class Broker:
         profile = self.profile(name)
         wait = profile.timeout + HUNG_GRACE if timeout is None else timeout
         try:
-            cred = result.result(timeout=wait)
-        except (TimeoutError, FutureTimeout):  # distinct classes before Python 3.11
-            raise SourceTimeout(f"no credential within {format_duration(wait)}", profile=name) from None
-        self.check(name, cred, min_ttl)
+            try:
+                cred = result.result(timeout=wait)
+            except (TimeoutError, FutureTimeout):  # distinct classes before Python 3.11
+                raise SourceTimeout(f"no credential within {wait:g}s", profile=name) from None
+            self.check(name, cred, min_ttl)
+        except TokendError:
+            fallback = self.servable(name, min_ttl)
+            if fallback is None:
+                raise
+            return fallback
         return cred
+
+    def servable(self, name: str, min_ttl: float | None) -> Credential | None:
+        """The cached credential if it still serves a caller needing ``min_ttl``.
+
+        Used when a fetch fails for a caller who asked for it anyway (--refresh,
+        or a race with another refresh): the old credential is still served
+        while it has more than min_ttl left.
+        """
+        now = self._clock()
+        with self._lock:
+            entry = self._entries.get(name)
+            cred = None if entry is None else entry.cred
+            if entry is None or cred is None:
+                return None
+            ttl = entry.profile.min_ttl if min_ttl is None else min_ttl
+        return None if policy.state(cred, now, ttl) is policy.State.EXPIRED else cred
 
     def check(self, name: str, cred: Credential, min_ttl: float | None) -> None:
         """Raise unless a freshly fetched ``cred`` satisfies the caller's ``min_ttl``."""
@@ -203,7 +225,8 @@ class Broker:
         if left is not None and left <= ttl:
             raise SourceError(
                 f"source {profile.source!r} returned a credential with {format_duration(left)} "
-                f"left, not more than min_ttl {format_duration(ttl)}; lower min_ttl",
+                f"left, not more than the {format_duration(ttl)} this request needs "
+                "(min_ttl, or the output format's floor)",
                 profile=name,
                 retryable=False,
             )

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import math
@@ -15,7 +16,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from tokend import policy
+from tokend import hosts, policy
 from tokend.durations import parse_duration
 from tokend.errors import ConfigError, UnknownProfile
 from tokend.sources import registry
@@ -39,6 +40,9 @@ COMMON: Mapping[str, Option] = {
         default=policy.FORCED_REFRESH_INTERVAL,
         help="at most one forced refresh per this interval",
     ),
+    "notify": Option(
+        "bool", default=True, help="desktop notification when the daemon needs a tokend login"
+    ),
 }
 
 DEMO_TOML = """\
@@ -56,6 +60,7 @@ class Profile:
     timeout: float
     refresh_limit: float
     options: Mapping[str, Any] = field(default_factory=dict)
+    notify: bool = True
 
     @property
     def fingerprint(self) -> str:
@@ -72,6 +77,8 @@ class Profile:
 class Config:
     path: Path | None  # None: the built-in default
     profiles: Mapping[str, Profile]
+    #: ``[hosts]``: git host / registry -> the profile serving it (tokend/hosts.py)
+    hosts: Mapping[str, hosts.Route] = field(default_factory=lambda: MappingProxyType({}))
 
     def profile(self, name: str) -> Profile:
         try:
@@ -124,7 +131,7 @@ def parse(text: str, path: Path | None) -> Config:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{where}: invalid TOML: {e}") from None
-    _check_keys(doc, {"defaults", "profiles"}, "", where)
+    _check_keys(doc, {"defaults", "profiles", "hosts"}, "", where)
     defaults = _table(doc.get("defaults", {}), "defaults", where)
     _check_keys(defaults, set(COMMON), "defaults", where)
     base = {k: _convert(defaults.get(k, o.default), o, f"defaults.{k}", where) for k, o in COMMON.items()}
@@ -137,7 +144,7 @@ def parse(text: str, path: Path | None) -> Config:
                 f"{where}: {keypath}: invalid profile name (letters, digits, _ . @ -; up to 64)"
             )
         profiles[name] = _profile(name, _table(body, keypath, where), base, where)
-    return Config(path=path, profiles=MappingProxyType(profiles))
+    return Config(path=path, profiles=MappingProxyType(_link_profiles(profiles, where)))
 
 
 def _profile(name: str, body: Mapping[str, Any], base: Mapping[str, Any], where: str) -> Profile:
@@ -170,6 +177,47 @@ def _profile(name: str, body: Mapping[str, Any], base: Mapping[str, Any], where:
         else:
             options[key] = opt.default
     return Profile(name=name, source=source_name, options=MappingProxyType(options), **common)
+
+
+def _link_profiles(profiles: dict[str, Profile], where: str) -> dict[str, Profile]:
+    """Replace the names in ``profile_of`` options by the profiles they name.
+
+    The referring profile then carries the other's settings: it fetches with
+    them whatever file the daemon was started with, and its fingerprint changes
+    (reload drops its cache) when they change.
+    """
+    linked: dict[str, Profile] = {}
+
+    def link(name: str, chain: tuple[str, ...]) -> Profile:
+        if name in linked:
+            return linked[name]
+        profile = profiles[name]
+        cls = registry.lookup(profile.source)
+        refs = {k: o for k, o in (cls.options if cls else {}).items() if o.profile_of}
+        options = dict(profile.options)
+        for key, opt in refs.items():
+            target = options.get(key)
+            if not isinstance(target, str):
+                continue
+            keypath = f"profiles.{name}.{key}"
+            if target not in profiles:
+                raise ConfigError(f"{where}: {keypath}: no profile named {target!r} in this config")
+            if target in (*chain, name):
+                raise ConfigError(f"{where}: {keypath}: profile {target!r} refers back to {name!r}")
+            if profiles[target].source not in opt.profile_of:
+                raise ConfigError(
+                    f"{where}: {keypath}: profile {target!r} has source {profiles[target].source!r}; "
+                    f"expected a profile with source {' or '.join(repr(s) for s in opt.profile_of)}"
+                )
+            options[key] = link(target, (*chain, name))
+        if refs:
+            profile = dataclasses.replace(profile, options=MappingProxyType(options))
+        linked[name] = profile
+        return profile
+
+    for name in profiles:
+        link(name, ())
+    return linked
 
 
 def _check_keys(table: Mapping[str, Any], allowed: set[str], keypath: str, where: str) -> None:

@@ -13,7 +13,7 @@ import time
 
 from tokend import paths, protocol
 
-USAGE = "usage: tokend-print PROFILE [--format F] [--min-ttl D] [--refresh]"
+USAGE = "usage: tokend-print PROFILE [--format F] [--min-ttl D] [--refresh] [--refresh-on-repeat]"
 DEFAULT_TIMEOUT = 4.0
 #: Share of the deadline kept back for the daemonless fallback after an autostart.
 FALLBACK_RESERVE = 0.25
@@ -42,16 +42,20 @@ def parse_args(argv: list[str]) -> dict[str, str]:
         if name in ("--format", "-f", "--min-ttl"):
             value = inline if eq else next(it, None)
             if value is None:
-                raise Fail(EXIT_USAGE, f"tokend-print: {name} needs a value\n{USAGE}")
+                raise Fail(EXIT_USAGE, f"tokend-print: {name} needs a value ({USAGE})")
             fields["format" if name in ("--format", "-f") else "min_ttl"] = value
         elif arg == "--refresh":
             fields["refresh"] = "1"
+        elif arg == "--refresh-on-repeat":
+            # Asked again by the same parent soon (Codex after a 401): the daemon
+            # serves that as --refresh. See tokend/daemon/repeat.py.
+            fields["repeat_caller"] = str(posix.getppid())
         elif arg in ("-h", "--help"):
             raise Fail(0, USAGE)
         elif arg.startswith("-") and arg != "-":
-            raise Fail(EXIT_USAGE, f"tokend-print: unknown option {arg}\n{USAGE}")
+            raise Fail(EXIT_USAGE, f"tokend-print: unknown option {arg} ({USAGE})")
         elif "profile" in fields:
-            raise Fail(EXIT_USAGE, f"tokend-print: unexpected argument {arg!r}\n{USAGE}")
+            raise Fail(EXIT_USAGE, f"tokend-print: unexpected argument {arg!r} ({USAGE})")
         else:
             fields["profile"] = arg
     if "profile" not in fields:
@@ -182,12 +186,16 @@ def _ask(fields: dict[str, str], timeout: float) -> tuple[int, bytes]:
     sock_path = paths.socket_path(getenv)
     request = protocol.encode_request("get", fields)
     profile = fields["profile"]
+    # No daemon can listen on a path over the unix limit (tokend serve refuses
+    # it): go straight to the daemonless fallback, as ``tokend get`` does.
+    reachable = len(sock_path.encode()) <= paths.MAX_SOCKET_PATH
     try:
-        try:
-            return protocol.call(sock_path, request, timeout)
-        except (FileNotFoundError, ConnectionRefusedError):
-            pass
-        if not _truthy("TOKEND_NO_AUTOSTART"):
+        if reachable:
+            try:
+                return protocol.call(sock_path, request, timeout)
+            except (FileNotFoundError, ConnectionRefusedError):
+                pass
+        if reachable and not _truthy("TOKEND_NO_AUTOSTART"):
             answer = autostart(sock_path, request, deadline - timeout * FALLBACK_RESERVE)
             if answer is not None:
                 return answer

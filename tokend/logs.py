@@ -19,13 +19,51 @@ class RedactingFilter(logging.Filter):
         return True
 
 
+#: sd-daemon(3) priority prefixes: journald reads ``<3>`` as an error and so on.
+_SYSLOG_PRIORITY = {
+    logging.CRITICAL: 2,
+    logging.ERROR: 3,
+    logging.WARNING: 4,
+    logging.INFO: 6,
+    logging.DEBUG: 7,
+}
+
+
+class JournalFormatter(logging.Formatter):
+    """No timestamp (journald stamps each line); a priority prefix journald understands."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        prio = _SYSLOG_PRIORITY.get(record.levelno, 6)
+        text = super().format(record)
+        # Each line of a multi-line record becomes its own journal entry.
+        return "\n".join(f"<{prio}>{line}" for line in text.splitlines() or [""])
+
+
+def stderr_is_journal() -> bool:
+    """True when stderr is the journal stream systemd connected (``JOURNAL_STREAM``).
+
+    The variable is inherited, so it is only believed when it names stderr
+    itself (device:inode), as sd_journal_stream_fd(3) recommends.
+    """
+    value = os.environ.get("JOURNAL_STREAM", "")
+    dev, sep, ino = value.partition(":")
+    if not sep or not dev.isdigit() or not ino.isdigit():
+        return False
+    try:
+        st = os.fstat(sys.stderr.fileno())
+    except (OSError, ValueError, AttributeError):
+        return False
+    return (st.st_dev, st.st_ino) == (int(dev), int(ino))
+
+
 def setup_logging(level: int = logging.INFO) -> None:
     handler = logging.StreamHandler(sys.stderr)
     # journald stamps each line itself; elsewhere we add the time.
     fmt = "%(levelname)s %(name)s: %(message)s"
-    if not os.environ.get("JOURNAL_STREAM"):
-        fmt = "%(asctime)s " + fmt
-    handler.setFormatter(logging.Formatter(fmt))
+    if stderr_is_journal():
+        handler.setFormatter(JournalFormatter(fmt))
+    else:
+        handler.setFormatter(logging.Formatter("%(asctime)s " + fmt))
     handler.addFilter(RedactingFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 
 import click
 
 from tokend import __version__
-from tokend.cli import control, get, integrate, login, secret, serve
+from tokend.cli import control, get, integrate, login, secret, serve, service
 from tokend.errors import EXIT_FAILED, EXIT_USAGE, TokendError
 
 
@@ -17,12 +18,15 @@ def cli() -> None:
     """Cache and refresh cloud credentials; print them for command-based auth."""
 
 
-for module in (get, serve, control, secret, login, integrate):
+for module in (get, serve, control, secret, login, integrate, service):
     module.register(cli)
 
 
 def main() -> None:
     """Entry point: maps every TokendError to one stderr line and its exit status."""
+    # Log records are the daemon's (its handler comes from tokend.logs); a command
+    # reports a failure as its one stderr line, not also as a stray warning.
+    logging.getLogger("tokend").addHandler(logging.NullHandler())
     try:
         cli.main(prog_name="tokend", standalone_mode=False)
     except TokendError as e:

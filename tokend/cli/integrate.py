@@ -17,7 +17,11 @@ import click
 from tokend import config
 
 #: consumer name -> module implementing it
-CONSUMERS: dict[str, str] = {}
+CONSUMERS: dict[str, str] = {
+    "aws": "tokend.integrations.aws",
+    "codex": "tokend.integrations.codex",
+    "kubectl": "tokend.integrations.kubectl",
+}
 
 
 def helper_path() -> str:

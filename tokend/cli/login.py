@@ -79,7 +79,8 @@ def register(cli: click.Group) -> None:
                 click.echo(f"{profile}: signed in by a concurrent tokend login", err=True)
             else:
                 ctx = LoginContext(profile=profile, echo=lambda m: click.echo(m, err=True),
-                                   open_browser=not no_browser, timeout=timeout)
+                                   open_browser=not no_browser, timeout=timeout,
+                                   prompt=lambda m: str(click.prompt(m, err=True)))
                 source.login(ctx)
                 with open(done_path, "w"):
                     pass

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import os
 import sys
 
 import click
 
-from tokend import client, config
+from tokend import client, config, paths
 from tokend.errors import DaemonUnreachable, UsageError
 from tokend.sources.keyring import KeyringSource
 
@@ -24,9 +25,15 @@ def _source(name: str) -> KeyringSource:
 
 
 def _forget(name: str) -> None:
-    # A running daemon must not keep serving the previous value.
+    # A running daemon must not keep serving the previous value, nor the
+    # daemonless cache (TOKEND_NO_DAEMON) for the rest of its ttl.
     with contextlib.suppress(DaemonUnreachable):
         client.control("drop", {"profile": name})
+    cache_dir = os.path.join(paths.runtime_dir(), "cache")
+    if os.path.isdir(cache_dir):
+        from tokend.localcache import LocalCache
+
+        LocalCache(cache_dir).forget(config.load().profile(name))
 
 
 def register(cli: click.Group) -> None:

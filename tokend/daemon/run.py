@@ -16,6 +16,7 @@ from tokend import config as config_mod
 from tokend import paths
 from tokend.broker import Broker, Cancellable
 from tokend.daemon import runtime, systemd
+from tokend.daemon.clock import ClockWatcher, Jump
 from tokend.daemon.server import Connection, Daemon, Limits
 from tokend.logs import setup_logging
 
@@ -77,6 +78,10 @@ def serve(config_path: Path | None = None) -> int:
     if inherited:
         # Socket activation: systemd made the directory, the socket and its mode.
         sock = inherited[0]
+        systemd.check_listener(sock)
+        for extra in inherited[1:]:
+            log.warning("ignoring extra socket %s passed by the service manager", extra.getsockname())
+            extra.close()
         sock.setblocking(False)
         sock_path = sock.getsockname() or sock_path
     else:
@@ -99,9 +104,22 @@ async def _main(
     stop = asyncio.Event()
 
     def schedule(delay: float, fn: Callable[[], None]) -> Cancellable:
-        return _LoopTimer(loop, delay, fn)
+        def fire() -> None:
+            fn()
+            # The loop is awake anyway: a timer firing late is how a suspend
+            # shows where there is no timerfd.
+            clock.check("refresh timer")
+
+        return _LoopTimer(loop, delay, fire)
 
     broker = Broker(config, scheduler=schedule)
+
+    def on_jump(jump: Jump) -> None:
+        refreshing = broker.wake()
+        if refreshing:
+            log.info("refreshing after the clock jump: %s", ", ".join(refreshing))
+
+    clock = ClockWatcher(on_jump)
     daemon = Daemon(
         broker,
         reload_config=lambda: config_mod.load(config_path),
@@ -111,12 +129,14 @@ async def _main(
     )
 
     def on_hup() -> None:
-        systemd.notify("RELOADING=1")
+        systemd.reloading()
         try:
             daemon.reload()
+            status = f"serving on {sock_path}, configuration reloaded"
         except Exception as e:  # keep serving the old config, say why
             log.error("reload failed, keeping the previous configuration: %s", e)
-        systemd.notify("READY=1")
+            status = f"serving on {sock_path}, reload failed: {e}"
+        systemd.notify(f"READY=1\nSTATUS={status}")
 
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
@@ -127,10 +147,12 @@ async def _main(
     )
     _notify_ready()
     systemd.notify(f"READY=1\nSTATUS=serving on {sock_path}")
-    systemd.start_watchdog(loop)
+    clock.start(loop)
+    systemd.start_watchdog(loop, on_ping=lambda: clock.check("watchdog"))
     await stop.wait()
     log.info("stopping")
-    systemd.notify("STOPPING=1")
+    systemd.notify("STOPPING=1\nSTATUS=stopping")
+    clock.close()
     server.close()
     with contextlib.suppress(asyncio.TimeoutError):
         await asyncio.wait_for(server.wait_closed(), SHUTDOWN_GRACE)

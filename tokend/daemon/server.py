@@ -16,9 +16,10 @@ from tokend import formats, protocol
 from tokend.broker import HUNG_GRACE, Broker
 from tokend.config import Config
 from tokend.credential import Credential
+from tokend.daemon.repeat import RepeatTracker
 from tokend.daemon.runtime import peer_uid
 from tokend.durations import parse_duration
-from tokend.errors import EXIT_FAILED, EXIT_USAGE, TokendError
+from tokend.errors import EXIT_FAILED, EXIT_USAGE, SourceTimeout, TokendError
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,7 @@ class Daemon:
         self._request_stop = request_stop
         self.connections = 0
         self.started = time.time()
+        self.repeats = RepeatTracker()
 
     def dispatch(self, op: str, fields: dict[str, str]) -> Reply | Awaitable[Reply]:
         try:
@@ -94,7 +96,12 @@ class Daemon:
             formats.check(fmt)
             if fmt in formats.FORMAT_MIN_TTL:
                 min_ttl = formats.min_ttl(fmt, min_ttl, self.broker.profile(name).min_ttl)
-            result = self.broker.lookup(name, min_ttl=min_ttl, force=fields.get("refresh") == "1")
+            force = fields.get("refresh") == "1"
+            caller = fields.get("repeat_caller")  # tokend-print --refresh-on-repeat: its parent's pid
+            if caller and self.repeats.repeated(name, caller) and not force:
+                log.info("%s: asked again by process %s: served as --refresh", name, caller)
+                force = True
+            result = self.broker.lookup(name, min_ttl=min_ttl, force=force)
             if isinstance(result, Credential):
                 return 0, formats.render(result, fmt, ctx).encode()
         except TokendError as e:
@@ -113,15 +120,22 @@ class Daemon:
     ) -> Reply:
         wait = self.broker.profile(name).timeout + HUNG_GRACE
         try:
-            cred = await asyncio.wait_for(asyncio.wrap_future(fut), wait)
+            try:
+                cred = await asyncio.wait_for(asyncio.wrap_future(fut), wait)
+            except asyncio.TimeoutError:
+                raise SourceTimeout(f"upstream gave no answer in {wait:g}s") from None
             self.broker.check(name, cred, min_ttl)
+        except TokendError as e:
+            fallback = self.broker.servable(name, min_ttl)
+            if fallback is None:
+                if e.profile is None:
+                    e.profile = name
+                return _error(e)
+            cred = fallback
+        try:
             return 0, formats.render(cred, fmt, ctx).encode()
         except TokendError as e:
-            if e.profile is None:
-                e.profile = name
             return _error(e)
-        except asyncio.TimeoutError:
-            return EXIT_FAILED, f"tokend: {name}: upstream gave no answer in {wait:g}s\n".encode()
 
     def reload(self) -> str:
         """Load the config again; on error keep serving the old one and say why."""

@@ -14,6 +14,10 @@ class Option:
     """One profile key a source accepts.
 
     ``type`` is one of: str, duration, strlist, bool, int, table.
+
+    ``profile_of`` makes a str option name another profile of the same config
+    whose source is one of those listed (``via = "PROFILE"``): the loader checks
+    it and the source receives that profile's ``Profile`` instead of its name.
     """
 
     type: str
@@ -21,6 +25,7 @@ class Option:
     default: Any = None
     choices: tuple[str, ...] = ()
     help: str = ""
+    profile_of: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

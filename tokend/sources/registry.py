@@ -19,6 +19,9 @@ BUILTIN: dict[str, str] = {
     "env": "tokend.sources.env:EnvSource",
     "file": "tokend.sources.file:FileSource",
     "keyring": "tokend.sources.keyring:KeyringSource",
+    "google": "tokend.sources.google:GoogleSource",
+    "azure": "tokend.sources.azure:AzureSource",
+    "aws": "tokend.sources.aws:AwsSource",
 }
 
 

@@ -1,0 +1,153 @@
+"""``tokend integrate codex PROFILE``: a Codex CLI model provider whose token comes from tokend.
+
+Writes ``[model_providers.PROFILE]`` and its ``.auth`` table into
+``$CODEX_HOME/config.toml`` (default ``~/.codex/config.toml``), editing the
+file with tomlkit so every other table, comment and blank line stays as it
+was. Keys the user already set in the provider (``base_url``, ``name``,
+headers) are kept; the ``auth`` command and its arguments are always
+rewritten to point at this installation's ``tokend-print``.
+
+The auth arguments carry ``--refresh-on-repeat``: Codex re-runs the command
+once after a 401 and tokend then hands out a new token (tokend/daemon/repeat.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import difflib
+import os
+import stat
+import tempfile
+from typing import Any
+
+import tomlkit
+import tomlkit.items
+
+from tokend import config
+from tokend.errors import ConfigError
+
+#: Vertex AI's OpenAI-compatible endpoint, for the user to fill in.
+VERTEX_BASE_URL = (
+    "https://LOCATION-aiplatform.googleapis.com/v1/projects/PROJECT/locations/LOCATION/endpoints/openapi"
+)
+OTHER_BASE_URL = "https://YOUR-ENDPOINT.example.com/v1"
+#: Azure OpenAI's v1 API (no api-version needed); Foundry resources also serve
+#: https://RESOURCE.services.ai.azure.com/openai/v1. Entra tokens for it carry
+#: the https://cognitiveservices.azure.com/.default scope (the azure source's default).
+AZURE_BASE_URL = "https://YOUR-RESOURCE.openai.azure.com/openai/v1"
+#: source -> (provider name, base_url placeholder) for a provider written afresh
+PROVIDERS = {
+    "google": ("Vertex AI (tokend)", VERTEX_BASE_URL),
+    "azure": ("Azure OpenAI (tokend)", AZURE_BASE_URL),
+}
+PLACEHOLDERS = frozenset({VERTEX_BASE_URL, AZURE_BASE_URL, OTHER_BASE_URL})
+REPEAT_FLAG = "--refresh-on-repeat"
+
+
+def codex_config_path() -> str:
+    home = os.environ.get("CODEX_HOME") or os.path.join(os.path.expanduser("~"), ".codex")
+    return os.path.join(home, "config.toml")
+
+
+def apply(profile: str, helper: str, *, dry_run: bool) -> str:
+    """Write the provider for ``profile`` (or, with ``dry_run``, show the change); say what was done."""
+    path = codex_config_path()
+    try:
+        with open(path, encoding="utf-8") as f:
+            before = f.read()
+    except FileNotFoundError:
+        before = ""
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: cannot read the Codex config: {e}") from None
+    source, quota = _profile_facts(profile)
+    after = render(before, profile, helper, source=source, quota_project=quota)
+    if dry_run:
+        diff = difflib.unified_diff(
+            before.splitlines(keepends=True), after.splitlines(keepends=True), path, path + " (new)"
+        )
+        return "".join(diff) or f"{path}: already up to date"
+    if after != before:
+        _write(path, after)
+    return (
+        f"{path}: model provider {profile!r} gets its token from {helper} {profile}\n"
+        f'use it with: codex -c model_provider="{profile}" (or set model_provider = "{profile}" in that file)'
+        + (
+            f"\nedit base_url in [model_providers.{profile}] (now a placeholder)"
+            if _base_url(after, profile) in PLACEHOLDERS
+            else ""
+        )
+    )
+
+
+def render(
+    text: str, profile: str, helper: str, *, source: str | None = None, quota_project: str | None = None
+) -> str:
+    """``text`` (a Codex config) with the provider for ``profile`` added or updated."""
+    try:
+        doc = tomlkit.parse(text)
+    except tomlkit.exceptions.ParseError as e:
+        raise ConfigError(f"{codex_config_path()}: invalid TOML: {e}") from None
+    providers = _table(doc, "model_providers", super_table=True)
+    provider = _table(providers, profile)
+    name, base_url = PROVIDERS.get(source or "", (f"{profile} (tokend)", OTHER_BASE_URL))
+    if "name" not in provider:
+        provider["name"] = name
+    if "base_url" not in provider:
+        provider["base_url"] = base_url
+    provider["wire_api"] = "responses"  # the only wire API current Codex speaks
+    for stale in ("env_key", "experimental_bearer_token", "requires_openai_auth"):
+        if stale in provider:  # would compete with the auth command
+            del provider[stale]
+    if quota_project:
+        # Vertex bills a user's calls to this project (gcloud's quota project).
+        headers = _table(provider, "http_headers", inline=True)
+        headers["x-goog-user-project"] = quota_project
+    auth = _table(provider, "auth")
+    auth["command"] = helper
+    auth["args"] = [profile, REPEAT_FLAG]
+    return tomlkit.dumps(doc)
+
+
+def _table(parent: Any, key: str, *, super_table: bool = False, inline: bool = False) -> Any:
+    existing = parent.get(key)
+    if isinstance(existing, (tomlkit.items.Table, tomlkit.items.InlineTable)):
+        return existing
+    if existing is not None:
+        raise ConfigError(f"{codex_config_path()}: {key} is not a table")
+    table = tomlkit.inline_table() if inline else tomlkit.table(is_super_table=super_table or None)
+    parent[key] = table
+    return parent[key]
+
+
+def _base_url(text: str, profile: str) -> str | None:
+    value = tomlkit.parse(text).get("model_providers", {}).get(profile, {}).get("base_url")
+    return str(value) if value is not None else None
+
+
+def _profile_facts(profile: str) -> tuple[str | None, str | None]:
+    """(source name, quota project) of the tokend profile, as far as the config tells."""
+    prof = config.load().profile(profile)
+    quota = prof.options.get("quota_project") if prof.source == "google" else None
+    return prof.source, str(quota) if quota else None
+
+
+def _write(path: str, text: str) -> None:
+    """Atomically, keeping the file's mode (0600 for a new file: it may hold keys)."""
+    directory = os.path.dirname(path)
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    try:
+        mode = stat.S_IMODE(os.stat(path).st_mode)
+    except FileNotFoundError:
+        mode = 0o600
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".config.toml.")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise

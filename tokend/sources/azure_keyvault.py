@@ -1,0 +1,221 @@
+"""``source = "azure-keyvault"``: a secret from Azure Key Vault.
+
+``GET {vault_url}/secrets/{name}/{version}?api-version=7.4`` through
+azure-core's pipeline (already installed with azure-identity: no
+azure-keyvault-secrets for one call). The Entra token comes from an azure
+profile (``via = "PROFILE"``: any of its credentials, its sign-in included),
+else DefaultAzureCredential, minted by the azure source itself for the vault's
+scope and kept in memory while it has more than ``TOKEN_MARGIN`` left.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any, ClassVar
+from urllib.parse import quote, urlsplit
+
+from tokend.credential import Credential
+from tokend.errors import ConfigError, SourceError, SourceTimeout, TokendError
+from tokend.sources import secretvalue
+from tokend.sources.base import BaseSource, FetchRequest, LoginContext, Option
+
+if TYPE_CHECKING:
+    from tokend.sources.azure import AzureSource
+
+API_VERSION = "7.4"
+DEFAULT_SCOPE = "https://vault.azure.net/.default"
+TOKEN_MARGIN = 300.0
+CONNECT_CAP = 5.0
+
+_NAME = re.compile(r"^[0-9A-Za-z-]{1,127}$")
+_VERSION = re.compile(r"^[0-9A-Za-z]{0,64}$")
+
+
+class AzureKeyVaultSource(BaseSource):
+    """A Key Vault secret, re-read every ``ttl``; authenticated as an azure profile."""
+
+    name = "azure-keyvault"
+    options: ClassVar[dict[str, Option]] = {
+        "vault_url": Option("str", required=True, help="the vault, https://NAME.vault.azure.net"),
+        "name": Option("str", required=True, help="the secret's name"),
+        "version": Option("str", help="a specific version (default: the current one)"),
+        "via": Option(
+            "str",
+            profile_of=("azure",),
+            help="azure profile whose credential reads it (default: DefaultAzureCredential)",
+        ),
+        "scope": Option("str", help="token scope (default: from the vault's cloud, e.g. vault.azure.net)"),
+        "json_key": secretvalue.JSON_KEY_OPTION,
+        "ttl": secretvalue.TTL_OPTION,
+    }
+    supports_login: ClassVar[bool] = True  # the azure profile's sign-in (device code, browser)
+
+    def __init__(self, profile: str, options: Mapping[str, Any], *, clock: Callable[[], float]) -> None:
+        super().__init__(profile, options, clock=clock)
+        where = f"profiles.{profile}"
+        url = urlsplit(str(options.get("vault_url") or ""))
+        if url.scheme != "https" or not url.hostname:
+            raise ConfigError(f"{where}.vault_url: expected https://VAULT.vault.azure.net, got {url.geturl()!r}")
+        if not _NAME.match(str(options.get("name") or "")):
+            raise ConfigError(f"{where}.name: a Key Vault secret name is 1-127 letters, digits and dashes")
+        if not _VERSION.match(str(options.get("version") or "")):
+            raise ConfigError(f"{where}.version: expected a version id (letters and digits)")
+        self.vault_url = f"https://{url.netloc}"
+        self.scope = str(options.get("scope") or scope_for(url.hostname))
+        self._azure = self._azure_source()
+        self._token: Credential | None = None
+
+    @property
+    def what(self) -> str:
+        version = self.settings.get("version")
+        return f"secret {self.settings['name']!r} in {self.vault_url}" + (f" (version {version})" if version else "")
+
+    def _azure_source(self) -> AzureSource:
+        from tokend.sources.azure import AzureSource
+
+        via = self.settings.get("via")
+        if via is not None:
+            name, base = via.name, dict(via.options)
+        else:
+            name, base = self.profile, {k: o.default for k, o in AzureSource.options.items()}
+        base.update(scopes=(self.scope,), resource=None)
+        return AzureSource(name, base, clock=self.clock)
+
+    # -- the Source protocol ------------------------------------------------------------
+
+    def fetch(self, request: FetchRequest) -> Credential:
+        deadline = time.monotonic() + request.timeout
+        try:
+            for attempt in (1, 2):
+                token = self._bearer(deadline)
+                status, doc, challenge = self._get(token, deadline, request.timeout)
+                if status == 401 and attempt == 1:
+                    self._token = None  # revoked, or for another tenant: mint another once
+                    continue
+                text = self._value(status, doc, challenge)
+                return secretvalue.static(
+                    text,
+                    json_key=self.settings["json_key"],
+                    now=self.clock(),
+                    ttl=self.settings["ttl"],
+                    source=self.name,
+                    what=self.what,
+                )
+            raise AssertionError("unreachable")
+        except TokendError as e:
+            if e.profile is None:
+                e.profile = self.profile
+            raise
+
+    def fingerprint(self) -> str | None:
+        return self._azure.fingerprint()
+
+    def identity(self) -> str:
+        return self._azure.identity()
+
+    def login(self, ctx: LoginContext) -> None:
+        self._azure.login(ctx)
+
+    def logout(self) -> None:
+        self._azure.logout()
+
+    # -- internals ------------------------------------------------------------------------
+
+    def _bearer(self, deadline: float) -> Credential:
+        token = self._token
+        if token is not None and (token.remaining(self.clock()) or 0.0) > TOKEN_MARGIN:
+            return token
+        via = self.settings.get("via")
+        try:
+            token = self._azure.fetch(
+                FetchRequest(profile=self._azure.profile, timeout=max(deadline - time.monotonic(), 0.1))
+            )
+        except TokendError as e:
+            if via is None:
+                raise
+            raise secretvalue.reprofiled(e, self.profile, f"azure profile {via.name!r}") from None
+        self._token = token
+        return token
+
+    def _get(self, token: Credential, deadline: float, timeout: float) -> tuple[int, Any, str]:
+        from azure.core import PipelineClient
+        from azure.core.credentials import AccessToken
+        from azure.core.exceptions import ServiceRequestError, ServiceResponseError
+        from azure.core.pipeline.policies import BearerTokenCredentialPolicy, RetryPolicy, UserAgentPolicy
+        from azure.core.rest import HttpRequest
+
+        from tokend import __version__
+
+        class _Minted:
+            """The token the azure source minted, as azure-core's credential protocol."""
+
+            def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
+                return AccessToken(token.fields["token"], int(token.expires_at or time.time() + 600))
+
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise SourceTimeout(f"Key Vault: no time left within {timeout:g}s")
+        via = self.settings.get("via")
+        ca_bundle = via.options.get("ca_bundle") if via is not None else None
+        policies = [
+            UserAgentPolicy(f"tokend/{__version__}"),
+            # One retry of a dropped connection; none on status (azure-core would
+            # sleep for Retry-After without a cap), and all within what is left.
+            RetryPolicy(retry_total=1, retry_connect=1, retry_read=0, retry_status=0, timeout=left),
+            # Refuses to send the token over plain http.
+            BearerTokenCredentialPolicy(_Minted(), self.scope),  # type: ignore[arg-type]
+        ]
+        kwargs: dict[str, Any] = {}
+        if ca_bundle:
+            import os
+
+            kwargs["connection_verify"] = os.path.expanduser(ca_bundle)
+        path = f"/secrets/{quote(self.settings['name'])}/{quote(self.settings.get('version') or '')}"
+        request = HttpRequest("GET", self.vault_url + path, params={"api-version": API_VERSION})
+        with PipelineClient(self.vault_url, policies=policies, **kwargs) as client:
+            try:
+                response = client.send_request(
+                    request, connection_timeout=min(CONNECT_CAP, left / 2), read_timeout=left
+                )
+            except (ServiceRequestError, ServiceResponseError) as e:
+                if "timed out" in str(e).lower() or "timeout" in type(e.inner_exception).__name__.lower():
+                    raise SourceTimeout(f"Key Vault did not answer within {timeout:g}s") from None
+                raise SourceError(f"cannot reach Key Vault at {self.vault_url}: {type(e).__name__}") from None
+            try:
+                doc = response.json()
+            except ValueError:
+                doc = None
+            return response.status_code, doc, response.headers.get("WWW-Authenticate", "")
+
+    def _value(self, status: int, doc: Any, challenge: str) -> str:
+        if status == 200 and isinstance(doc, dict) and isinstance(doc.get("value"), str):
+            return str(doc["value"])
+        error = doc.get("error") if isinstance(doc, dict) else None
+        code = str(error.get("code") or "") if isinstance(error, dict) else ""
+        message = " ".join(str(error.get("message") or "").split())[:300] if isinstance(error, dict) else ""
+        inner = error.get("innererror") if isinstance(error, dict) else None
+        if isinstance(inner, dict) and inner.get("code"):
+            code = f"{code}/{inner['code']}"
+        if status == 404:
+            raise secretvalue.not_found(self.what)
+        if status == 403:
+            raise SourceError(f"access denied reading {self.what}: {code}: {message}", retryable=False)
+        if status == 401:
+            authority = re.search(r'authorization(?:_uri)?="([^"]+)"', challenge)
+            hint = f" (the vault's tenant: {authority.group(1)})" if authority else ""
+            raise SourceError(f"Key Vault refused the token for {self.what}{hint}: {message}", retryable=False)
+        detail = f"{code}: {message}" if code else message or "no error details"
+        raise SourceError(
+            f"Key Vault answered HTTP {status} for {self.what}: {detail}",
+            retryable=status >= 500 or status in (408, 429),
+        )
+
+
+def scope_for(host: str) -> str:
+    """The token scope of a vault host: vault.azure.net, or the sovereign cloud's own."""
+    first, _, rest = host.partition(".")
+    if rest.startswith("vault.") and first:
+        return f"https://{rest}/.default"
+    return DEFAULT_SCOPE
