@@ -16,7 +16,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from tokend import hosts, policy
+from tokend import hosts as host_routes
+from tokend import policy
 from tokend.durations import parse_duration
 from tokend.errors import ConfigError, UnknownProfile
 from tokend.sources import registry
@@ -78,7 +79,7 @@ class Config:
     path: Path | None  # None: the built-in default
     profiles: Mapping[str, Profile]
     #: ``[hosts]``: git host / registry -> the profile serving it (tokend/hosts.py)
-    hosts: Mapping[str, hosts.Route] = field(default_factory=lambda: MappingProxyType({}))
+    hosts: Mapping[str, host_routes.Route] = field(default_factory=lambda: MappingProxyType({}))
 
     def profile(self, name: str) -> Profile:
         try:

@@ -70,6 +70,8 @@ def check_pattern(key: str) -> str | None:
 
 def parse_route(value: object) -> Route:
     """A ``[hosts]`` value: a profile name or ``{ profile = "...", username = "..." }`` (ValueError)."""
+    profile: object
+    username: object
     if isinstance(value, str):
         profile, username = value, None
     elif isinstance(value, Mapping):
@@ -83,7 +85,7 @@ def parse_route(value: object) -> Route:
         raise ValueError('expected a profile name or a table { profile = "...", username = "..." }')
     if not isinstance(profile, str) or not _PROFILE.fullmatch(profile):
         raise ValueError("expected the name of a profile")
-    return Route(profile, username)
+    return Route(profile, username if isinstance(username, str) else None)
 
 
 def match(routes: Mapping[str, T], host: str) -> T | None:

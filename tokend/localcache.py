@@ -15,12 +15,13 @@ import tempfile
 import time
 from collections.abc import Callable
 
-from filelock import FileLock, Timeout
+from filelock import Timeout
 
 from tokend.config import Profile
 from tokend.credential import Credential
 from tokend.daemon.runtime import prepare_dir
 from tokend.errors import SourceTimeout
+from tokend.locks import private_lock
 
 FORMAT_VERSION = 1
 
@@ -92,7 +93,7 @@ class LocalCache:
         usable: Callable[[Credential], bool],
         forced: bool,
     ) -> Credential:
-        lock = FileLock(self._key(profile) + ".lock", mode=0o600)
+        lock = private_lock(self._key(profile) + ".lock")
         try:
             with lock.acquire(timeout=min(self.lock_timeout, profile.timeout * 2)):
                 cached = self.load(profile)

@@ -13,12 +13,12 @@ import os
 import time
 
 import click
-from filelock import FileLock
 
 from tokend import client, config, paths
 from tokend.broker import build_source
 from tokend.daemon.runtime import prepare_dir
 from tokend.errors import DaemonUnreachable, UsageError
+from tokend.locks import private_lock
 from tokend.sources.base import BaseSource, LoginContext
 
 
@@ -70,7 +70,7 @@ def register(cli: click.Group) -> None:
         cfg, source = _login_source(profile)
         lock_path, done_path = _identity_files(source.identity())
         started = time.time()
-        with FileLock(lock_path, mode=0o600):
+        with private_lock(lock_path):
             try:
                 already = os.stat(done_path).st_mtime >= started
             except FileNotFoundError:

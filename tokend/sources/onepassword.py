@@ -25,10 +25,9 @@ from tokend.sources.base import BaseSource, FetchRequest, Option
 
 MAX_OUTPUT = 1 << 20
 TOKEN_VAR = "OP_SERVICE_ACCOUNT_TOKEN"
-_REFERENCE = re.compile(r"^op://[^/\s]+/[^/\s][^/]*(/[^/]+)?/[^/]+$")
+_REFERENCE = re.compile(r"^op://[^/]+/[^/]+(/[^/]+)?/[^/]+$")
 _NOT_FOUND = ("isn't an item", "isn't a vault", "isn't a field", "not found", "no item", "could not find")
-_SIGNED_OUT = ("not currently signed in", "not signed in", "session expired", "authorization prompt dismissed",
-               "account is not signed in", "signin")
+_SIGNED_OUT = ("not currently signed in", "not signed in", "session expired", "authorization prompt dismissed")
 _DENIED = ("forbidden", "not authorized", "permission", "access denied", "unauthorized")
 
 
