@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from collections.abc import Iterator
 
 import pytest
+
+# tokend changes its defaults under CI=true (daemonless, no keychain, never a
+# prompt): tests opt into that one by one, so the variables of the CI system
+# running this suite must not reach every test (nor the processes they start).
+for _name in ("CI", "GITHUB_ENV", "ACTIONS_ID_TOKEN_REQUEST_URL", "ACTIONS_ID_TOKEN_REQUEST_TOKEN"):
+    os.environ.pop(_name, None)
 
 #: An arbitrary, fixed "now" (2023-11-14T22:13:20Z) so tests never depend on the real date.
 EPOCH = 1_700_000_000.0

@@ -63,6 +63,10 @@ class SharedStore(Protocol):
 
 SourceFactory = Callable[[Profile, Callable[[], float]], BaseSource]
 
+#: ``on_failure(profile, source, error)``: told of every failed fetch after its
+#: waiters were (the daemon's login notification, tokend/notify.py).
+FailureHook = Callable[[Profile, BaseSource, TokendError], None]
+
 
 def build_source(profile: Profile, clock: Callable[[], float]) -> BaseSource:
     cls = registry.lookup(profile.source)
@@ -112,8 +116,10 @@ class Broker:
         rng: random.Random | None = None,
         source_factory: SourceFactory = build_source,
         max_fetch_timeout: float | None = None,
+        on_failure: FailureHook | None = None,
     ) -> None:
         self._config = config
+        self._on_failure = on_failure
         # Daemonless callers have their own deadline: the source must give up by
         # then (killing its subprocess) rather than outlive the process.
         self._max_fetch_timeout = max_fetch_timeout
@@ -496,3 +502,8 @@ class Broker:
                     log.warning("%s: fetch failed: %s", entry.profile.name, err.message)
                     self._schedule(entry, None, now)
         fut.set_exception(err)
+        if self._on_failure is not None:
+            try:
+                self._on_failure(entry.profile, entry.source, err)
+            except Exception:  # a hook must not break the fetch worker
+                log.exception("%s: failure hook raised", entry.profile.name)

@@ -26,11 +26,3 @@ def daemonless(environ: Mapping[str, str] = os.environ) -> bool:
         return explicit.strip().lower() in TRUTHY
     return active(environ)
 
-
-def provider(environ: Mapping[str, str] = os.environ) -> str:
-    """A name for the CI system, for messages ("GitHub Actions", "GitLab CI" or "CI")."""
-    if environ.get("GITHUB_ACTIONS") == "true":
-        return "GitHub Actions"
-    if environ.get("GITLAB_CI") == "true":
-        return "GitLab CI"
-    return "CI"

@@ -145,7 +145,32 @@ def parse(text: str, path: Path | None) -> Config:
                 f"{where}: {keypath}: invalid profile name (letters, digits, _ . @ -; up to 64)"
             )
         profiles[name] = _profile(name, _table(body, keypath, where), base, where)
-    return Config(path=path, profiles=MappingProxyType(_link_profiles(profiles, where)))
+    routes = _hosts(_table(doc.get("hosts", {}), "hosts", where), profiles, where)
+    return Config(
+        path=path,
+        profiles=MappingProxyType(_link_profiles(profiles, where)),
+        hosts=MappingProxyType(routes),
+    )
+
+
+def _hosts(
+    table: Mapping[str, Any], profiles: Mapping[str, Profile], where: str
+) -> dict[str, host_routes.Route]:
+    """``[hosts]``: git host / registry -> profile (tokend/hosts.py), each naming a profile."""
+    routes = {}
+    for key, value in table.items():
+        keypath = f"hosts.{json.dumps(key)}"
+        why = host_routes.check_pattern(key)
+        if why:
+            raise ConfigError(f"{where}: {keypath}: {why}")
+        try:
+            route = host_routes.parse_route(value)
+        except ValueError as e:
+            raise ConfigError(f"{where}: {keypath}: {e}") from None
+        if route.profile not in profiles:
+            raise ConfigError(f"{where}: {keypath}: no profile named {route.profile!r}")
+        routes[key] = route
+    return routes
 
 
 def _profile(name: str, body: Mapping[str, Any], base: Mapping[str, Any], where: str) -> Profile:
@@ -203,13 +228,13 @@ def _link_profiles(profiles: dict[str, Profile], where: str) -> dict[str, Profil
             keypath = f"profiles.{name}.{key}"
             if target not in profiles:
                 raise ConfigError(f"{where}: {keypath}: no profile named {target!r} in this config")
-            if target in (*chain, name):
-                raise ConfigError(f"{where}: {keypath}: profile {target!r} refers back to {name!r}")
             if profiles[target].source not in opt.profile_of:
                 raise ConfigError(
                     f"{where}: {keypath}: profile {target!r} has source {profiles[target].source!r}; "
                     f"expected a profile with source {' or '.join(repr(s) for s in opt.profile_of)}"
                 )
+            if target in (*chain, name):
+                raise ConfigError(f"{where}: {keypath}: profile {target!r} refers back to {name!r}")
             options[key] = link(target, (*chain, name))
         if refs:
             profile = dataclasses.replace(profile, options=MappingProxyType(options))

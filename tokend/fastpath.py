@@ -20,6 +20,13 @@ FALLBACK_RESERVE = 0.25
 
 EXIT_FAILED, EXIT_USAGE, EXIT_NO_DAEMON = 1, 2, 3
 
+TYPE_CHECKING = False  # typing itself is too heavy to import here
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    #: Runs the request daemonless: ``fallback(fields, deadline) -> (status, body)``.
+    Fallback = Callable[[dict[str, str], float], tuple[int, bytes]]
+
 
 def getenv(name: str) -> str | None:
     value = posix.environ.get(name.encode())
@@ -80,7 +87,15 @@ def timeout_from_env() -> float:
 
 
 def _truthy(name: str) -> bool:
-    return (getenv(name) or "").lower() in ("1", "true", "yes", "on")
+    return (getenv(name) or "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def no_daemon() -> bool:
+    """``TOKEND_NO_DAEMON`` when set, else ``CI=true``: a CI job has no daemon to share
+    (tokend/ci.py says the same for the full CLI)."""
+    if (getenv("TOKEND_NO_DAEMON") or "").strip():
+        return _truthy("TOKEND_NO_DAEMON")
+    return _truthy("CI")
 
 
 def _tokend_argv() -> list[str]:
@@ -180,7 +195,13 @@ def _spawn_daemon(rundir: str, deadline: float) -> bool:
         os.close(read_fd)
 
 
-def _ask(fields: dict[str, str], timeout: float) -> tuple[int, bytes]:
+def ask(fields: dict[str, str], timeout: float, fallback: "Fallback") -> tuple[int, bytes]:
+    """The daemon's answer for another thin helper (git, docker): as tokend-print's,
+    but ``fallback`` runs the request daemonless instead of exec'ing ``tokend get``."""
+    return _ask(fields, timeout, fallback)
+
+
+def _ask(fields: dict[str, str], timeout: float, fallback: "Fallback | None" = None) -> tuple[int, bytes]:
     """The daemon's answer; starts a daemon or goes daemonless when none listens."""
     deadline = time.monotonic() + timeout
     sock_path = paths.socket_path(getenv)
@@ -215,6 +236,8 @@ def _ask(fields: dict[str, str], timeout: float) -> tuple[int, bytes]:
             f"tokend: {profile}: no daemon at {sock_path} "
             "(autostart failed; fallback disabled by TOKEND_NO_FALLBACK)",
         )
+    if fallback is not None:
+        return fallback(fields, deadline)
     daemonless(fields, deadline)
     raise AssertionError("unreachable")  # pragma: no cover  (daemonless execs)
 
@@ -222,7 +245,7 @@ def _ask(fields: dict[str, str], timeout: float) -> tuple[int, bytes]:
 def run(argv: list[str]) -> int:
     fields = parse_args(argv)
     timeout = timeout_from_env()
-    if _truthy("TOKEND_NO_DAEMON"):
+    if no_daemon():
         daemonless(fields, time.monotonic() + timeout)
     status, body = _ask(fields, timeout)
     if status == 0:

@@ -10,8 +10,8 @@ from collections.abc import Callable, Mapping
 from tokend.credential import Credential
 from tokend.errors import UsageError
 
-#: Environment variables for ``--format env`` by credential kind.
-_ENV_NAMES: Mapping[str, Mapping[str, str]] = {
+#: Environment variables for ``--format env`` (and tokend exec/env) by credential kind.
+ENV_NAMES: Mapping[str, Mapping[str, str]] = {
     "aws": {
         "AccessKeyId": "AWS_ACCESS_KEY_ID",
         "SecretAccessKey": "AWS_SECRET_ACCESS_KEY",
@@ -58,7 +58,7 @@ def as_json(cred: Credential, ctx: Mapping[str, str]) -> str:
 
 
 def env(cred: Credential, ctx: Mapping[str, str]) -> str:
-    names = _ENV_NAMES[cred.kind]
+    names = ENV_NAMES[cred.kind]
     lines = [
         f"export {var}={shlex.quote(cred.fields[key])}" for key, var in names.items() if cred.fields.get(key)
     ]

@@ -18,11 +18,22 @@ Stdlib only: the git and docker credential helpers read this on their hot path.
 
 from __future__ import annotations
 
+import collections
 import re
 from collections.abc import Mapping
-from typing import NamedTuple, TypeVar
 
-T = TypeVar("T")
+TYPE_CHECKING = False  # typing costs milliseconds to import on the helpers' hot path
+if TYPE_CHECKING:
+    from typing import NamedTuple, TypeVar
+
+    T = TypeVar("T")
+
+    class Route(NamedTuple):
+        profile: str
+        username: str | None = None
+
+else:
+    Route = collections.namedtuple("Route", "profile username", defaults=(None,))
 
 _LABEL = r"(?!-)[a-z0-9-]{1,63}(?<!-)"
 _HOST = re.compile(rf"(\*\.)?{_LABEL}(\.{_LABEL})*(:[0-9]{{1,5}})?")
@@ -43,11 +54,6 @@ DEFAULT_USERNAMES: tuple[tuple[str, str], ...] = (
     ("*.ghe.com", "x-access-token"),
 )
 FALLBACK_USERNAME = "tokend"
-
-
-class Route(NamedTuple):
-    profile: str
-    username: str | None = None
 
 
 def normalize(text: str) -> str:

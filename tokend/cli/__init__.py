@@ -8,7 +8,7 @@ import sys
 import click
 
 from tokend import __version__
-from tokend.cli import control, get, integrate, login, secret, serve, service
+from tokend.cli import control, get, inject, integrate, login, secret, serve, service, setup
 from tokend.errors import EXIT_FAILED, EXIT_USAGE, TokendError
 
 
@@ -18,7 +18,7 @@ def cli() -> None:
     """Cache and refresh cloud credentials; print them for command-based auth."""
 
 
-for module in (get, serve, control, secret, login, integrate, service):
+for module in (get, serve, control, secret, login, integrate, service, setup, inject):
     module.register(cli)
 
 

@@ -40,6 +40,7 @@ def render_status(doc: dict[str, Any], now: float) -> str:
         "NEXT REFRESH",
         "HITS",
         "FETCHES",
+        "ROTATIONS",
         "LAST ERROR",
     )
     rows = [header]
@@ -56,6 +57,7 @@ def render_status(doc: dict[str, Any], now: float) -> str:
                 _in(p.get("next_refresh"), now),
                 str(p.get("hits", 0)),
                 str(p.get("fetches", 0)),
+                str(p.get("rotations", 0)),  # the secret changed upstream (or a credential was replaced)
                 p.get("last_error") or "",
             )
         )

@@ -8,7 +8,7 @@ import time
 
 import click
 
-from tokend import fastpath, formats, paths, protocol
+from tokend import ci, fastpath, formats, paths, protocol
 from tokend.durations import parse_duration
 from tokend.errors import Relayed, UsageError
 
@@ -90,7 +90,7 @@ def register(cli: click.Group) -> None:
         "--no-daemon",
         is_flag=True,
         envvar="TOKEND_NO_DAEMON",
-        help="fetch in this process through the shared local cache",
+        help="fetch in this process through the shared local cache (default with CI=true)",
     )
     @click.option(
         "--timeout",
@@ -110,6 +110,7 @@ def register(cli: click.Group) -> None:
                 raise UsageError(f.line.removeprefix("tokend-print: ")) from None
         if timeout <= 0:
             raise UsageError("--timeout must be positive")
+        no_daemon = no_daemon or ci.daemonless()  # CI=true, unless TOKEND_NO_DAEMON says otherwise
         out = None if no_daemon else via_daemon(profile, fmt, min_ttl, refresh, timeout)
         if out is None:
             out = daemonless(profile, fmt, ttl, refresh, timeout)

@@ -19,16 +19,20 @@ from tokend import config
 #: consumer name -> module implementing it
 CONSUMERS: dict[str, str] = {
     "aws": "tokend.integrations.aws",
+    "claude": "tokend.integrations.claude",
     "codex": "tokend.integrations.codex",
+    "git": "tokend.integrations.git",
     "kubectl": "tokend.integrations.kubectl",
 }
 
 
 def helper_path() -> str:
     """Absolute path of tokend-print: consumers such as Codex do not expand ``~`` or PATH reliably."""
-    here = os.path.join(os.path.dirname(os.path.realpath(sys.argv[0])), "tokend-print")
-    if os.access(here, os.X_OK):
-        return here
+    # Beside the running tokend, else beside its interpreter (python -m tokend, a venv's bin).
+    for directory in (os.path.dirname(os.path.realpath(sys.argv[0])), os.path.dirname(sys.executable)):
+        here = os.path.join(directory, "tokend-print")
+        if os.access(here, os.X_OK):
+            return here
     found = shutil.which("tokend-print")
     return os.path.realpath(found) if found else "tokend-print"
 
@@ -38,8 +42,14 @@ def register(cli: click.Group) -> None:
     @click.argument("consumer", type=click.Choice(sorted(CONSUMERS)) if CONSUMERS else str)
     @click.argument("profile")
     @click.option("--dry-run", is_flag=True, help="print the change instead of writing it")
-    def integrate(consumer: str, profile: str, dry_run: bool) -> None:
-        """Point CONSUMER (e.g. codex, aws, kubectl) at PROFILE."""
+    @click.option("--host", help="git: the host whose credentials PROFILE serves (e.g. github.com)")
+    def integrate(consumer: str, profile: str, dry_run: bool, host: str | None) -> None:
+        """Point CONSUMER (e.g. codex, claude, aws, kubectl, git) at PROFILE."""
         config.load().profile(profile)  # unknown profile: exit 2 before touching anything
         module = importlib.import_module(CONSUMERS[consumer])
-        click.echo(module.apply(profile, helper_path(), dry_run=dry_run))
+        extra = {}
+        if host is not None:
+            if not getattr(module, "TAKES_HOST", False):
+                raise click.UsageError(f"--host applies to git only, not to {consumer}")
+            extra["host"] = host
+        click.echo(module.apply(profile, helper_path(), dry_run=dry_run, **extra))

@@ -14,10 +14,10 @@ import time
 
 import click
 
-from tokend import client, config, paths
+from tokend import ci, client, config, paths
 from tokend.broker import build_source
 from tokend.daemon.runtime import prepare_dir
-from tokend.errors import DaemonUnreachable, UsageError
+from tokend.errors import DaemonUnreachable, LoginRequired, UsageError
 from tokend.locks import private_lock
 from tokend.sources.base import BaseSource, LoginContext
 
@@ -67,6 +67,12 @@ def register(cli: click.Group) -> None:
                   help="seconds to wait for the person to finish signing in")
     def login(profile: str, no_browser: bool, timeout: float) -> None:
         """Sign in for PROFILE (and every profile sharing its identity)."""
+        if ci.active():  # never prompt where nobody can answer
+            raise LoginRequired(
+                "CI=true: nobody can sign in here; give the job credentials that need no person "
+                '(oidc = "github" or "gitlab:VAR", a workload identity, or an environment variable)',
+                profile=profile,
+            )
         cfg, source = _login_source(profile)
         lock_path, done_path = _identity_files(source.identity())
         started = time.time()

@@ -19,6 +19,7 @@ from tokend.daemon import runtime, systemd
 from tokend.daemon.clock import ClockWatcher, Jump
 from tokend.daemon.server import Connection, Daemon, Limits
 from tokend.logs import setup_logging
+from tokend.notify import LoginNotifier
 
 log = logging.getLogger("tokend.daemon")
 
@@ -112,7 +113,7 @@ async def _main(
 
         return _LoopTimer(loop, delay, fire)
 
-    broker = Broker(config, scheduler=schedule)
+    broker = Broker(config, scheduler=schedule, on_failure=LoginNotifier())
 
     def on_jump(jump: Jump) -> None:
         refreshing = broker.wake()

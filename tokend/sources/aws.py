@@ -15,7 +15,7 @@ import shlex
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
-from tokend import policy
+from tokend import oidc, policy
 from tokend.credential import Credential
 from tokend.errors import ConfigError, LoginRequired, TokendError, UsageError
 from tokend.sources.base import BaseSource, FetchRequest, LoginContext, Option
@@ -39,8 +39,8 @@ class AwsSource(BaseSource):
         "token": Option(
             "str",
             default="credentials",
-            choices=("credentials", "bedrock", "eks"),
-            help="what to serve: AWS credentials, a Bedrock API key or an EKS token",
+            choices=("credentials", "bedrock", "eks", "ecr"),
+            help="what to serve: AWS credentials, a Bedrock API key, an EKS token or an ECR registry login",
         ),
         "cluster": Option("str", help='EKS cluster name (token = "eks")'),
         "lifetime": Option("duration", default=12 * 3600.0, help="life of a Bedrock API key (at most 12h)"),
@@ -52,6 +52,8 @@ class AwsSource(BaseSource):
         "mfa_duration": Option(
             "duration", default=12 * 3600.0, help="life of the MFA session tokend login starts"
         ),
+        # CI: assume role_arn with the job's OIDC token (AssumeRoleWithWebIdentity), no stored key.
+        **oidc.OPTIONS,
     }
 
     supports_login: ClassVar[bool] = True
@@ -72,6 +74,8 @@ class AwsSource(BaseSource):
         from tokend.sources import aws_session as aws
 
         self._check_settings()
+        if self.settings.get("oidc"):
+            return self._fetch_web_identity(request)
         with aws.translated(profile=self.profile):
             session = aws.new_session(self.settings["aws_profile"], request.timeout, self._children)
             chain = aws.profile_chain(session)
@@ -92,6 +96,13 @@ class AwsSource(BaseSource):
             raise ConfigError('profile option "lifetime" must be between 1s and 12h', profile=self.profile)
         if s["role_arn"] and not ROLE_MIN_DURATION <= s["duration"] <= ROLE_MAX_DURATION:
             raise ConfigError('profile option "duration" must be between 15m and 12h', profile=self.profile)
+        oidc.check(s, self.profile)
+        if s.get("oidc") and (not s["role_arn"] or s["mfa_serial"]):
+            raise ConfigError(
+                "oidc needs role_arn (the role the CI job assumes with its identity token) "
+                "and no mfa_serial",
+                profile=self.profile,
+            )
         if s["mfa_serial"] and not ROLE_MIN_DURATION <= s["mfa_duration"] <= 36 * 3600:
             raise ConfigError(
                 'profile option "mfa_duration" must be between 15m and 36h', profile=self.profile
@@ -140,6 +151,42 @@ class AwsSource(BaseSource):
             method="tokend-assume-role",
         )
 
+    def _fetch_web_identity(self, request: FetchRequest) -> Credential:
+        """role_arn assumed with the CI job's OIDC token: AssumeRoleWithWebIdentity is unsigned."""
+        import time
+
+        from botocore import UNSIGNED
+
+        from tokend.sources import aws_session as aws
+        from tokend.sources.aws_session import AwsCreds
+
+        s = self.settings
+        deadline = time.monotonic() + request.timeout
+        audience = s.get("oidc_audience") or oidc.AWS_AUDIENCE
+        token = oidc.subject_token(s["oidc"], audience, timeout=request.timeout / 2, profile=self.profile)
+        left = max(deadline - time.monotonic(), 0.5)
+        with aws.translated(profile=self.profile, role=s["role_arn"]):
+            session = aws.new_session(s["aws_profile"], left, self._children)
+            sts = session.create_client(
+                "sts",
+                region_name=self._region(session),
+                config=aws.client_config(left, signature_version=UNSIGNED),
+            )
+            c = sts.assume_role_with_web_identity(
+                RoleArn=s["role_arn"],
+                RoleSessionName=s["session_name"] or f"tokend-{self.profile}"[:64],
+                WebIdentityToken=token,
+                DurationSeconds=int(s["duration"]),
+            )["Credentials"]
+            creds = AwsCreds(
+                access_key=c["AccessKeyId"],
+                secret_key=c["SecretAccessKey"],
+                token=c["SessionToken"],
+                expires_at=c["Expiration"].timestamp(),
+                method="tokend-web-identity",
+            )
+            return self._serve(session, creds, left)
+
     def _serve(self, session: Any, creds: Any, timeout: float) -> Credential:
         from tokend.sources import aws_tokens
 
@@ -162,6 +209,12 @@ class AwsSource(BaseSource):
                 source=self.name,
             )
         region = self._signing_region(session)
+        if kind == "ecr":  # docker-credential-tokend: user AWS and a 12-hour password
+            user, password, expires_at = aws_tokens.ecr_login(session, creds, region, timeout)
+            fields = {"username": user, "password": password}
+            return Credential(
+                kind="basic", fields=fields, expires_at=expires_at, issued_at=now, source=self.name
+            )
         if kind == "bedrock":
             token, expires_at = aws_tokens.bedrock_key(creds, region, int(self.settings["lifetime"]))
         else:

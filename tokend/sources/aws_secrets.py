@@ -9,8 +9,9 @@ timeout. The value is re-read every ``ttl``; a rotated secret shows in
 
 from __future__ import annotations
 
+import contextlib
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, ClassVar
 
 from tokend.credential import Credential
@@ -22,7 +23,12 @@ _ARN_REGION = re.compile(r"^arn:aws[\w-]*:(?:secretsmanager|ssm):([a-z0-9-]+):")
 
 #: Error codes meaning "no such secret (or version)": retrying will not help.
 _NOT_FOUND = frozenset(
-    {"ResourceNotFoundException", "ParameterNotFound", "ParameterVersionNotFound", "ParameterVersionLabelNotFound"}
+    {
+        "ResourceNotFoundException",
+        "ParameterNotFound",
+        "ParameterVersionNotFound",
+        "ParameterVersionLabelNotFound",
+    }
 )
 #: Error codes about the secret's own state (scheduled for deletion, KMS key refused, bad name).
 _REFUSED = frozenset(
@@ -75,7 +81,9 @@ class _AwsSecretSource(BaseSource):
 
         with aws.translated(profile=self.profile), _named(self.what, self.profile):
             session = aws.new_session(self.settings["aws_profile"], request.timeout, self._children)
-            region = self.settings["region"] or _region_of(self.target()) or session.get_config_variable("region")
+            region = (
+                self.settings["region"] or _region_of(self.target()) or session.get_config_variable("region")
+            )
             client = session.create_client(
                 self.service, region_name=region, config=aws.client_config(request.timeout)
             )
@@ -157,30 +165,25 @@ def _region_of(arn: str) -> str | None:
     return match.group(1) if match else None
 
 
-class _named:
+@contextlib.contextmanager
+def _named(what: str, profile: str) -> Iterator[None]:
     """Restates the AWS errors that are about the secret itself so they name it."""
-
-    def __init__(self, what: str, profile: str) -> None:
-        self.what = what
-        self.profile = profile
-
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: Any) -> bool:
+    try:
+        yield
+    except Exception as exc:
         response = getattr(exc, "response", None)
-        if exc is None or not isinstance(response, dict):
-            return False
+        if not isinstance(response, dict):
+            raise
         err = response.get("Error", {})
         code, message = str(err.get("Code", "")), " ".join(str(err.get("Message", "")).split())
         if code in _NOT_FOUND:
-            raise secretvalue.not_found(self.what) from None
+            raise secretvalue.not_found(what) from None
         if code in _DENIED:
             raise SourceError(
-                f"access denied reading {self.what}: {message or code}", profile=self.profile, retryable=False
+                f"access denied reading {what}: {message or code}", profile=profile, retryable=False
             ) from None
         if code in _REFUSED:
             raise SourceError(
-                f"cannot read {self.what}: {code}: {message}", profile=self.profile, retryable=False
+                f"cannot read {what}: {code}: {message}", profile=profile, retryable=False
             ) from None
-        return False  # aws_session.translated maps the rest (throttling, 5xx, credentials)
+        raise  # aws_session.translated maps the rest (throttling, 5xx, credentials)

@@ -82,3 +82,17 @@ def eks_token(session: Any, creds: AwsCreds, cluster: str, region: str, timeout:
     )
     token = EKS_PREFIX + base64.urlsafe_b64encode(url.encode()).decode().rstrip("=")
     return token, _earliest(signed_at(url) + EKS_REPORTED_LIFETIME, creds.expires_at)
+
+
+def ecr_login(session: Any, creds: AwsCreds, region: str, timeout: float) -> tuple[str, str, float]:
+    """(username, password, expiry) of an ECR registry login (``aws ecr get-login-password``).
+
+    One GetAuthorizationToken call; the token is valid for 12 hours in every
+    registry of the account and region, as user ``AWS``.
+    """
+    ecr = session.create_client(
+        "ecr", region_name=region, config=client_config(timeout), **creds.client_kwargs()
+    )
+    data = ecr.get_authorization_token()["authorizationData"][0]
+    user, _, password = base64.b64decode(data["authorizationToken"]).decode().partition(":")
+    return user, password, _earliest(data["expiresAt"].timestamp(), creds.expires_at)

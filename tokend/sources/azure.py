@@ -21,6 +21,7 @@ import re
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, ClassVar
 
+from tokend import oidc
 from tokend.credential import Credential
 from tokend.errors import (
     ConfigError,
@@ -86,6 +87,8 @@ _OPTIONS: dict[str, Option] = {
     ),
     **{key: Option("bool", help=f"credential = default: skip {key[8:]}") for key in
        azure_credentials.DEFAULT_EXCLUDES},
+    # CI: credential = "workload-identity" with the job's OIDC token as the client assertion.
+    **oidc.OPTIONS,
 }
 
 

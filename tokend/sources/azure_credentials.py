@@ -83,6 +83,8 @@ def build(kind: str, settings: Mapping[str, Any], profile: str, timeout: float) 
     import azure.identity as ai
 
     net = network_kwargs(settings, timeout, imds=kind in ("managed-identity", "default"))
+    if settings.get("oidc"):
+        return _federated(kind, settings, profile, timeout, net)
     if kind == "cli":
         return ai.AzureCliCredential(
             tenant_id=settings.get("tenant_id") or "",
@@ -151,6 +153,38 @@ def build(kind: str, settings: Mapping[str, Any], profile: str, timeout: float) 
             **common,
         )
     raise AssertionError(f"unexpected credential kind {kind}")
+
+
+def _federated(
+    kind: str, settings: Mapping[str, Any], profile: str, timeout: float, net: dict[str, Any]
+) -> SupportsTokenInfo:
+    """Workload identity federation with the CI job's OIDC token (tokend/oidc.py) as client assertion."""
+    import azure.identity as ai
+
+    from tokend import oidc
+    from tokend.errors import ConfigError
+
+    oidc.check(settings, profile)
+    if kind != "workload-identity":
+        raise ConfigError(f'profiles.{profile}.oidc: needs credential = "workload-identity"', profile=profile)
+    tenant_id = settings.get("tenant_id") or os.environ.get("AZURE_TENANT_ID")
+    client_id = settings.get("client_id") or os.environ.get("AZURE_CLIENT_ID")
+    missing = _missing(tenant_id=tenant_id, client_id=client_id)
+    if missing:
+        raise SourceUnavailable(
+            f"workload identity federation needs {missing} (profile keys, or the CI variables "
+            "AZURE_TENANT_ID / AZURE_CLIENT_ID)",
+            profile=profile,
+        )
+    assert tenant_id is not None and client_id is not None
+    spec, audience = settings["oidc"], settings.get("oidc_audience") or oidc.AZURE_AUDIENCE
+
+    def assertion() -> str:
+        return oidc.subject_token(spec, audience, timeout=timeout / 2, profile=profile)
+
+    return ai.ClientAssertionCredential(
+        tenant_id, client_id, assertion, **authority_kwargs(settings), **net
+    )
 
 
 def _identity_config(settings: Mapping[str, Any]) -> dict[str, str] | None:

@@ -57,7 +57,9 @@ class AzureKeyVaultSource(BaseSource):
         where = f"profiles.{profile}"
         url = urlsplit(str(options.get("vault_url") or ""))
         if url.scheme != "https" or not url.hostname:
-            raise ConfigError(f"{where}.vault_url: expected https://VAULT.vault.azure.net, got {url.geturl()!r}")
+            raise ConfigError(
+                f"{where}.vault_url: expected https://VAULT.vault.azure.net, got {url.geturl()!r}"
+            )
         if not _NAME.match(str(options.get("name") or "")):
             raise ConfigError(f"{where}.name: a Key Vault secret name is 1-127 letters, digits and dashes")
         if not _VERSION.match(str(options.get("version") or "")):
@@ -70,7 +72,9 @@ class AzureKeyVaultSource(BaseSource):
     @property
     def what(self) -> str:
         version = self.settings.get("version")
-        return f"secret {self.settings['name']!r} in {self.vault_url}" + (f" (version {version})" if version else "")
+        return f"secret {self.settings['name']!r} in {self.vault_url}" + (
+            f" (version {version})" if version else ""
+        )
 
     def _azure_source(self) -> AzureSource:
         from tokend.sources.azure import AzureSource
@@ -165,7 +169,7 @@ class AzureKeyVaultSource(BaseSource):
             # sleep for Retry-After without a cap), and all within what is left.
             RetryPolicy(retry_total=1, retry_connect=1, retry_read=0, retry_status=0, timeout=left),
             # Refuses to send the token over plain http.
-            BearerTokenCredentialPolicy(_Minted(), self.scope),  # type: ignore[arg-type]
+            BearerTokenCredentialPolicy(_Minted(), self.scope),
         ]
         kwargs: dict[str, Any] = {}
         if ca_bundle:
@@ -205,7 +209,9 @@ class AzureKeyVaultSource(BaseSource):
         if status == 401:
             authority = re.search(r'authorization(?:_uri)?="([^"]+)"', challenge)
             hint = f" (the vault's tenant: {authority.group(1)})" if authority else ""
-            raise SourceError(f"Key Vault refused the token for {self.what}{hint}: {message}", retryable=False)
+            raise SourceError(
+                f"Key Vault refused the token for {self.what}{hint}: {message}", retryable=False
+            )
         detail = f"{code}: {message}" if code else message or "no error details"
         raise SourceError(
             f"Key Vault answered HTTP {status} for {self.what}: {detail}",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from tokend import ci
 from tokend.credential import Credential
 from tokend.errors import SourceError, SourceUnavailable
 from tokend.sources.base import BaseSource, FetchRequest, Option
@@ -25,6 +26,7 @@ class KeyringSource(BaseSource):
         return self.settings["service"], self.settings["username"] or self.profile
 
     def fetch(self, request: FetchRequest) -> Credential:
+        self._not_in_ci()
         keyring, errors = _keyring()
         service, user = self.account
         try:
@@ -39,6 +41,7 @@ class KeyringSource(BaseSource):
         return static_secret(value, now=self.clock(), ttl=self.settings["ttl"], source=self.name)
 
     def store(self, value: str) -> None:
+        self._not_in_ci()
         keyring, errors = _keyring()
         service, user = self.account
         try:
@@ -47,6 +50,7 @@ class KeyringSource(BaseSource):
             raise SourceError(f"keychain: {type(e).__name__}: {e}", profile=self.profile) from None
 
     def delete(self) -> bool:
+        self._not_in_ci()
         keyring, errors = _keyring()
         service, user = self.account
         try:
@@ -56,6 +60,16 @@ class KeyringSource(BaseSource):
         except errors.KeyringError as e:
             raise SourceError(f"keychain: {type(e).__name__}: {e}", profile=self.profile) from None
         return True
+
+
+    def _not_in_ci(self) -> None:
+        # A CI runner has no unlocked keychain: probing one can hang on D-Bus or prompt.
+        if ci.active():
+            raise SourceUnavailable(
+                "CI=true: tokend does not use the OS keychain in CI jobs; give the secret in an "
+                'environment variable (source = "env") or federate with oidc',
+                profile=self.profile,
+            )
 
 
 def _keyring() -> tuple[Any, Any]:

@@ -27,7 +27,12 @@ MAX_OUTPUT = 1 << 20
 TOKEN_VAR = "OP_SERVICE_ACCOUNT_TOKEN"
 _REFERENCE = re.compile(r"^op://[^/]+/[^/]+(/[^/]+)?/[^/]+$")
 _NOT_FOUND = ("isn't an item", "isn't a vault", "isn't a field", "not found", "no item", "could not find")
-_SIGNED_OUT = ("not currently signed in", "not signed in", "session expired", "authorization prompt dismissed")
+_SIGNED_OUT = (
+    "not currently signed in",
+    "not signed in",
+    "session expired",
+    "authorization prompt dismissed",
+)
 _DENIED = ("forbidden", "not authorized", "permission", "access denied", "unauthorized")
 
 
@@ -92,7 +97,9 @@ class OnePasswordSource(BaseSource):
                 what=self.what,
             )
         except UnicodeDecodeError:
-            raise SourceError(f"{self.what} is not UTF-8 text", profile=self.profile, retryable=False) from None
+            raise SourceError(
+                f"{self.what} is not UTF-8 text", profile=self.profile, retryable=False
+            ) from None
         except SourceError as e:
             e.profile = self.profile
             raise
@@ -103,7 +110,9 @@ class OnePasswordSource(BaseSource):
         if var:
             token = os.environ.get(var)
             if not token:
-                raise SourceUnavailable(f"environment variable {var} (token_env) is not set", profile=self.profile)
+                raise SourceUnavailable(
+                    f"environment variable {var} (token_env) is not set", profile=self.profile
+                )
             env[TOKEN_VAR] = token
         if env.get(TOKEN_VAR):
             REDACTOR.add([env[TOKEN_VAR]])
@@ -130,20 +139,26 @@ class OnePasswordSource(BaseSource):
         except subprocess.TimeoutExpired:
             _kill_group(proc)
             proc.wait()
-            raise SourceTimeout(f"op read did not finish within {timeout:g}s; killed", profile=self.profile) from None
+            raise SourceTimeout(
+                f"op read did not finish within {timeout:g}s; killed", profile=self.profile
+            ) from None
         finally:
             with self._lock:
                 self._running.discard(proc)
         if proc.returncode != 0:
             raise self._failure(proc.returncode, err)
         if len(out) > MAX_OUTPUT:
-            raise SourceError(f"{self.what}: larger than {MAX_OUTPUT} bytes", profile=self.profile, retryable=False)
+            raise SourceError(
+                f"{self.what}: larger than {MAX_OUTPUT} bytes", profile=self.profile, retryable=False
+            )
         return out
 
     def _failure(self, status: int, err: bytes) -> Exception:
         lines = [ln.strip() for ln in err.decode("utf-8", "replace").splitlines() if ln.strip()]
         # "[ERROR] 2024/01/02 03:04:05 could not read secret ...": keep the message only.
-        detail = re.sub(r"^\[ERROR\]\s+\S+\s+\S+\s+", "", lines[-1])[:300] if lines else f"exit status {status}"
+        detail = (
+            re.sub(r"^\[ERROR\]\s+\S+\s+\S+\s+", "", lines[-1])[:300] if lines else f"exit status {status}"
+        )
         low = detail.lower()
         if any(s in low for s in _SIGNED_OUT):
             return LoginRequired(
@@ -154,7 +169,9 @@ class OnePasswordSource(BaseSource):
         if any(s in low for s in _NOT_FOUND):
             return SourceError(f"{self.what} not found: {detail}", profile=self.profile, retryable=False)
         if any(s in low for s in _DENIED):
-            return SourceError(f"access denied reading {self.what}: {detail}", profile=self.profile, retryable=False)
+            return SourceError(
+                f"access denied reading {self.what}: {detail}", profile=self.profile, retryable=False
+            )
         return SourceError(f"op read failed for {self.what}: {detail}", profile=self.profile)
 
 

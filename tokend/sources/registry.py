@@ -22,6 +22,13 @@ BUILTIN: dict[str, str] = {
     "google": "tokend.sources.google:GoogleSource",
     "azure": "tokend.sources.azure:AzureSource",
     "aws": "tokend.sources.aws:AwsSource",
+    # Secrets managers (static secrets, Vault's dynamic ones)
+    "aws-secretsmanager": "tokend.sources.aws_secrets:AwsSecretsManagerSource",
+    "aws-ssm": "tokend.sources.aws_secrets:AwsSsmSource",
+    "gcp-secretmanager": "tokend.sources.gcp_secretmanager:GcpSecretManagerSource",
+    "azure-keyvault": "tokend.sources.azure_keyvault:AzureKeyVaultSource",
+    "vault": "tokend.sources.vault:VaultSource",
+    "1password": "tokend.sources.onepassword:OnePasswordSource",
 }
 
 

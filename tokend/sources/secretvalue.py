@@ -73,15 +73,14 @@ def lookup(doc: Any, json_key: str, what: str) -> str:
             else:
                 names = ", ".join(sorted(map(str, node))[:_MAX_NAMES]) or "none"
                 at = f" under {walked!r}" if walked else ""
-                raise SourceError(
-                    f"{what} has no field {json_key!r} (fields{at}: {names})", retryable=False
-                )
+                raise SourceError(f"{what} has no field {json_key!r} (fields{at}: {names})", retryable=False)
         elif isinstance(node, list) and parts[i].isdigit() and int(parts[i]) < len(node):
             node, i = node[int(parts[i])], i + 1
             walked = f"{walked}.{parts[i - 1]}" if walked else parts[i - 1]
         else:
-            raise SourceError(f"{what} has no field {json_key!r} (stopped at {walked or 'the top'!r})",
-                              retryable=False)
+            raise SourceError(
+                f"{what} has no field {json_key!r} (stopped at {walked or 'the top'!r})", retryable=False
+            )
     if isinstance(node, bool):
         return "true" if node else "false"
     if isinstance(node, (int, float)):
@@ -92,9 +91,7 @@ def lookup(doc: Any, json_key: str, what: str) -> str:
     raise SourceError(f"{what}: json_key {json_key!r} names {shape}, not a value", retryable=False)
 
 
-def static(
-    text: str, *, json_key: str | None, now: float, ttl: float, source: str, what: str
-) -> Credential:
+def static(text: str, *, json_key: str | None, now: float, ttl: float, source: str, what: str) -> Credential:
     """A secret with no expiry, ``json_key`` applied, re-read every ``ttl``."""
     value = pick(text, json_key, what)
     if not value:
@@ -131,9 +128,7 @@ def from_fields(
         ((name, value),) = data.items()
         return "secret", {"value": lookup({name: value}, name, what)}
     names = ", ".join(sorted(map(str, data))[:_MAX_NAMES]) or "none"
-    raise SourceError(
-        f"{what} has several fields ({names}); set json_key to pick one", retryable=False
-    )
+    raise SourceError(f"{what} has several fields ({names}); set json_key to pick one", retryable=False)
 
 
 def _first(fields: Mapping[str, str], names: tuple[str, ...]) -> str | None:

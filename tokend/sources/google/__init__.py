@@ -17,6 +17,7 @@ import shutil
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from tokend import oidc
 from tokend.credential import Credential
 from tokend.durations import format_duration
 from tokend.errors import ConfigError
@@ -57,6 +58,11 @@ class GoogleSource(BaseSource):
         "oauth_client_file": Option(
             "str", help="OAuth client JSON (Desktop app) for tokend login's own flow or gcloud's"
         ),
+        # CI: workload identity federation with the job's OIDC token, no stored key (tokend/oidc.py).
+        "workload_identity_provider": Option(
+            "str", help="with oidc: projects/N/locations/global/workloadIdentityPools/POOL/providers/P"
+        ),
+        **oidc.OPTIONS,
     }
     supports_login: ClassVar[bool] = True
 
@@ -103,6 +109,11 @@ class GoogleSource(BaseSource):
             raise ConfigError(f'{where}.audience: required with token = "id" (the service URL or client id)')
         if o.get("audience") and o.get("token", "access") != "id":
             raise ConfigError(f'{where}.audience: only ID tokens have an audience; set token = "id"')
+        oidc.check(o, self.profile)
+        if bool(o.get("oidc")) != bool(o.get("workload_identity_provider")):
+            raise ConfigError(f"{where}: oidc and workload_identity_provider go together")
+        if o.get("workload_identity_provider"):
+            oidc.google_provider(o["workload_identity_provider"], self.profile)
 
     def _plan(self) -> Plan:
         from tokend.sources.google.tokens import Plan
@@ -132,6 +143,8 @@ class GoogleSource(BaseSource):
     def fetch(self, request: FetchRequest) -> Credential:
         from tokend.sources.google import tokens  # google-auth: only when a google profile is used
 
+        if self.settings.get("oidc"):
+            return self._fetch_federated(request)
         return tokens.fetch(
             self._plan(),
             request.timeout,
@@ -139,6 +152,27 @@ class GoogleSource(BaseSource):
             now=self.clock,
             environ=self._environ,
         )
+
+    def _fetch_federated(self, request: FetchRequest) -> Credential:
+        """The CI job's OIDC token exchanged at Google STS (an ``external_account`` made for one fetch)."""
+        import dataclasses
+        import time
+
+        from tokend.sources.google import tokens
+
+        provider = oidc.google_provider(self.settings["workload_identity_provider"], self.profile)
+        audience = self.settings.get("oidc_audience") or oidc.google_audience(provider)
+        deadline = time.monotonic() + request.timeout
+        spec = self.settings["oidc"]
+        half = request.timeout / 2
+        env = self._environ
+        subject = oidc.subject_token(spec, audience, timeout=half, profile=self.profile, environ=env)
+        with oidc.google_credentials_file(provider, subject) as path:
+            plan = dataclasses.replace(self._plan(), adc=AdcFile(path, "oidc"))
+            left = max(deadline - time.monotonic(), 0.5)
+            return tokens.fetch(
+                plan, left, session_factory=self._session, now=self.clock, environ=self._environ
+            )
 
     def fingerprint(self) -> str | None:
         """Changes with the credentials file's contents or gcloud's active configuration/account."""

@@ -1,0 +1,106 @@
+"""Editing tokend's own config file (``tokend setup``, ``tokend integrate git``).
+
+tomlkit keeps the user's comments, order and layout; the new text is checked
+with ``tokend.config.parse`` before it atomically replaces the file (mode
+0600: the config may run commands, and ``tokend`` refuses one others can write).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import tomlkit
+import tomlkit.exceptions
+import tomlkit.items
+
+from tokend import config
+from tokend.errors import ConfigError
+
+
+def read(path: Path) -> tomlkit.TOMLDocument:
+    """The config at ``path`` as an editable document (empty when there is none)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        text = ""
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: cannot read config: {e}") from None
+    try:
+        return tomlkit.parse(text)
+    except tomlkit.exceptions.ParseError as e:
+        raise ConfigError(f"{path}: invalid TOML: {e}") from None
+
+
+def table(parent: Any, key: str, *, super_table: bool = False) -> Any:
+    """``parent[key]`` as a table, made when missing."""
+    existing = parent.get(key)
+    if isinstance(existing, (tomlkit.items.Table, tomlkit.items.InlineTable)):
+        return existing
+    if existing is not None:
+        raise ConfigError(f"{key} is not a table")
+    parent[key] = tomlkit.table(is_super_table=super_table or None)
+    return parent[key]
+
+
+def add_profile(
+    doc: tomlkit.TOMLDocument, name: str, settings: Mapping[str, Any], comments: Sequence[str] = ()
+) -> bool:
+    """Add ``[profiles.NAME]`` unless a profile of that name exists; True when added."""
+    profiles = table(doc, "profiles", super_table=True)
+    if name in profiles:
+        return False
+    body = tomlkit.table()
+    for line in comments:
+        body.add(tomlkit.comment(line))
+    for key, value in settings.items():
+        body[key] = value
+    profiles[name] = body
+    return True
+
+
+def set_host(doc: tomlkit.TOMLDocument, host: str, profile: str) -> bool:
+    """Route ``host`` to ``profile`` in ``[hosts]``; True when that changed anything."""
+    hosts = table(doc, "hosts")
+    current = hosts.get(host)
+    tables = (tomlkit.items.Table, tomlkit.items.InlineTable)
+    if current == profile or (isinstance(current, tables) and current.get("profile") == profile):
+        return False
+    if isinstance(current, tables):
+        current["profile"] = profile  # keeps its username
+    else:
+        hosts[host] = profile
+    return True
+
+
+def render(doc: tomlkit.TOMLDocument, path: Path) -> str:
+    """The document as text, validated as a tokend config (ConfigError says what is wrong)."""
+    text = tomlkit.dumps(doc)
+    config.parse(text, path)
+    return text
+
+
+def write(path: Path, text: str) -> None:
+    """Replace ``path`` atomically; 0600 unless the file is already stricter."""
+    path = Path(os.path.realpath(path))  # a symlinked config (dotfiles) stays a symlink
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+    try:
+        mode = os.stat(path).st_mode & 0o700
+    except FileNotFoundError:
+        mode = 0o600
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".config.toml.")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, mode or 0o600)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise

@@ -1,0 +1,170 @@
+"""What the git and docker credential helpers share: the ``[hosts]`` route and one credential.
+
+Stdlib only, like tokend-print's hot path: the routes come straight from the
+config file's ``[hosts]`` table (``tokend.config`` validates the same table
+with the same rules from ``tokend.hosts``), the credential from the daemon
+through the fast path's protocol client, autostart and daemonless fallback
+included (``tokend get --no-daemon`` in a child, whose output is read here).
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import os
+import stat
+import sys
+import time
+
+from tokend import fastpath, hosts
+
+TYPE_CHECKING = False  # typing (and calendar) cost milliseconds to import on this hot path
+if TYPE_CHECKING:
+    from typing import Any, NamedTuple
+
+    class Login(NamedTuple):
+        username: str
+        password: str
+        expires_at: int | None  # POSIX seconds
+
+else:
+    Login = collections.namedtuple("Login", "username password expires_at")
+
+
+class HelperError(Exception):
+    """One line for the consumer (git: stderr; docker: stdout) and an exit status."""
+
+    def __init__(self, line: str, status: int = fastpath.EXIT_FAILED) -> None:
+        super().__init__(line)
+        self.line = line
+        self.status = status
+
+
+def config_path() -> str:
+    """The tokend config, found as ``tokend.config.default_path`` finds it."""
+    explicit = os.environ.get("TOKEND_CONFIG")
+    if explicit:
+        return os.path.expanduser(explicit)
+    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    return os.path.join(base, "tokend", "config.toml")
+
+
+def load_routes(path: str | None = None) -> dict[str, hosts.Route]:
+    """The ``[hosts]`` table; empty when there is no config."""
+    path = path or config_path()
+    try:
+        with open(path, "rb") as f:
+            mode = os.fstat(f.fileno()).st_mode
+            data = f.read()
+    except FileNotFoundError:
+        return {}
+    except OSError as e:
+        raise HelperError(f"tokend: {path}: cannot read config: {e.strerror}", 2) from None
+    if mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise HelperError(f"tokend: {path}: refusing a config writable by group or others (chmod go-w)", 2)
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib
+    try:
+        table = tomllib.loads(data.decode("utf-8")).get("hosts", {})
+    except (ValueError, UnicodeDecodeError) as e:
+        raise HelperError(f"tokend: {path}: invalid TOML: {e}", 2) from None
+    if not isinstance(table, dict):
+        raise HelperError(f"tokend: {path}: hosts: expected a table", 2)
+    routes = {}
+    for key, value in table.items():
+        why = hosts.check_pattern(key)
+        try:
+            if why:
+                raise ValueError(why)
+            routes[key] = hosts.parse_route(value)
+        except ValueError as e:
+            raise HelperError(f"tokend: {path}: hosts.{json.dumps(key)}: {e}", 2) from None
+    return routes
+
+
+def route_for(host: str, path: str | None = None) -> hosts.Route | None:
+    return hosts.match(load_routes(path), host)
+
+
+def credential(profile: str, *, refresh: bool = False) -> dict[str, Any]:
+    """The credential of ``profile`` as ``--format json`` gives it; HelperError on failure."""
+    fields = {"profile": profile, "format": "json"}
+    if refresh:
+        fields["refresh"] = "1"
+    try:
+        timeout = fastpath.timeout_from_env()
+        if fastpath.no_daemon():
+            status, body = _daemonless(fields, time.monotonic() + timeout)
+        else:
+            status, body = fastpath.ask(fields, timeout, _daemonless)
+    except fastpath.Fail as f:
+        raise HelperError(f.line, f.status) from None
+    if status != 0:
+        raise HelperError(body.decode("utf-8", "replace").strip(), status)
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        raise HelperError(f"tokend: {profile}: unreadable answer from tokend") from None
+    if not isinstance(doc, dict):
+        raise HelperError(f"tokend: {profile}: unreadable answer from tokend")
+    return doc
+
+
+def _daemonless(fields: dict[str, str], deadline: float) -> tuple[int, bytes]:
+    """``tokend get --no-daemon`` in a child (tokend-print execs it; a helper must reshape its output)."""
+    import subprocess  # only here: it costs milliseconds to import
+
+    left = max(deadline - time.monotonic(), 0.1)
+    argv = [*fastpath._tokend_argv(), "get", "--no-daemon", fields["profile"], "--format", fields["format"]]
+    if fields.get("refresh"):
+        argv.append("--refresh")
+    argv += ["--timeout", f"{left:.3f}"]
+    try:
+        done = subprocess.run(
+            argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=left + 2.0, check=False
+        )
+    except subprocess.TimeoutExpired:
+        return fastpath.EXIT_FAILED, f"tokend: {fields['profile']}: no credential in time".encode()
+    except OSError as e:
+        return fastpath.EXIT_FAILED, f"tokend: cannot run tokend: {e}".encode()
+    return done.returncode, done.stdout if done.returncode == 0 else done.stderr
+
+
+def login(profile: str, route: hosts.Route, host: str, *, refresh: bool = False) -> Login:
+    """Username and password for ``host`` from ``profile``'s credential."""
+    doc = credential(profile, refresh=refresh)
+    kind = doc.get("kind")
+    if kind == "basic":
+        username, password = route.username or doc.get("username"), doc.get("password")
+    elif kind in ("bearer", "secret"):
+        username, password = route.username or hosts.default_username(host), doc.get("token")
+    else:
+        raise HelperError(
+            f"tokend: {profile}: gives {kind} credentials, not a token or a password"
+            + (' (for ECR set token = "ecr")' if kind == "aws" else "")
+        )
+    if not isinstance(username, str) or not isinstance(password, str) or not password:
+        raise HelperError(f"tokend: {profile}: the credential has no usable password")
+    if any(c in username + password for c in "\n\0"):
+        raise HelperError(f"tokend: {profile}: the credential contains a newline or NUL")
+    return Login(username, password, _epoch(doc.get("expires_at")))
+
+
+def _epoch(stamp: object) -> int | None:
+    """``2026-11-24T13:00:00Z`` (what ``--format json`` gives) as POSIX seconds."""
+    if not isinstance(stamp, str) or len(stamp) != 20 or stamp[10] != "T" or stamp[19] != "Z":
+        return None
+    try:
+        y, m, d = int(stamp[0:4]), int(stamp[5:7]), int(stamp[8:10])
+        hh, mm, ss = int(stamp[11:13]), int(stamp[14:16]), int(stamp[17:19])
+    except ValueError:
+        return None
+    # Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's days_from_civil).
+    y -= m <= 2
+    era = y // 400
+    yoe = y - era * 400
+    doy = (153 * (m + (-3 if m > 2 else 9)) + 2) // 5 + d - 1
+    days = era * 146097 + yoe * 365 + yoe // 4 - yoe // 100 + doy - 719468
+    return days * 86400 + hh * 3600 + mm * 60 + ss

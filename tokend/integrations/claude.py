@@ -1,0 +1,88 @@
+"""``tokend integrate claude PROFILE``: Claude Code's ``apiKeyHelper`` runs tokend-print.
+
+Sets ``apiKeyHelper`` in ``$CLAUDE_CONFIG_DIR/settings.json`` (default
+``~/.claude/settings.json``), keeping every other key as it was. Claude Code
+runs the helper with /bin/sh and sends what it prints as ``X-Api-Key`` and
+``Authorization: Bearer``; it keeps the value 5 minutes
+(``CLAUDE_CODE_API_KEY_HELPER_TTL_MS``) or until a 401, so the helper asks for
+a credential with at least 10 minutes of life left.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shlex
+import tempfile
+from typing import Any
+
+from tokend.errors import ConfigError
+
+KEY = "apiKeyHelper"
+MIN_TTL = "10m"
+
+
+def settings_path() -> str:
+    base = os.environ.get("CLAUDE_CONFIG_DIR") or os.path.join(os.path.expanduser("~"), ".claude")
+    return os.path.join(base, "settings.json")
+
+
+def command(profile: str, helper: str) -> str:
+    return f"{shlex.quote(helper)} {shlex.quote(profile)} --min-ttl {MIN_TTL}"
+
+
+def render(text: str, profile: str, helper: str, *, where: str = "settings.json") -> str:
+    """``text`` (Claude Code settings JSON) with ``apiKeyHelper`` pointing at tokend."""
+    doc: Any = {}
+    if text.strip():
+        try:
+            doc = json.loads(text)
+        except ValueError as e:
+            raise ConfigError(f"{where}: not valid JSON ({e}); fix it, then run this again") from None
+        if not isinstance(doc, dict):
+            raise ConfigError(f"{where}: expected a JSON object")
+    doc[KEY] = command(profile, helper)
+    return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
+
+
+def apply(profile: str, helper: str, *, dry_run: bool) -> str:
+    path = settings_path()
+    try:
+        with open(path, encoding="utf-8") as f:
+            before = f.read()
+    except FileNotFoundError:
+        before = ""
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{path}: cannot read Claude Code's settings: {e}") from None
+    after = render(before, profile, helper, where=path)
+    line = f'"{KEY}": {json.dumps(command(profile, helper))}'
+    if dry_run:
+        return f"# {path} would get\n{line}"
+    if after == before:
+        return f"{path}: {KEY} already runs tokend-print {profile}"
+    _write(path, after)
+    return f"{path}: {KEY} now runs {helper} {profile}; start claude to use it"
+
+
+def _write(path: str, text: str) -> None:
+    """Atomically, keeping the file's mode (0600 for a new file)."""
+    path = os.path.realpath(path)
+    directory = os.path.dirname(path)
+    os.makedirs(directory, mode=0o700, exist_ok=True)
+    try:
+        mode = os.stat(path).st_mode & 0o777
+    except FileNotFoundError:
+        mode = 0o600
+    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".settings.json.")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
