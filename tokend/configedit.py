@@ -7,9 +7,6 @@ with ``tokend.config.parse`` before it atomically replaces the file (mode
 
 from __future__ import annotations
 
-import contextlib
-import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,7 +15,7 @@ import tomlkit
 import tomlkit.exceptions
 import tomlkit.items
 
-from tokend import config
+from tokend import atomicfile, config
 from tokend.errors import ConfigError
 
 
@@ -86,21 +83,5 @@ def render(doc: tomlkit.TOMLDocument, path: Path) -> str:
 
 def write(path: Path, text: str) -> None:
     """Replace ``path`` atomically; 0600 unless the file is already stricter."""
-    path = Path(os.path.realpath(path))  # a symlinked config (dotfiles) stays a symlink
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    try:
-        mode = os.stat(path).st_mode & 0o700
-    except FileNotFoundError:
-        mode = 0o600
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".config.toml.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, mode or 0o600)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    # a symlinked config (dotfiles) stays a symlink; only the owner's bits are kept
+    atomicfile.write_text(path, text, keep_mask=0o700, prefix=".config.toml.")

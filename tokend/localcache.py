@@ -11,12 +11,12 @@ import contextlib
 import hashlib
 import json
 import os
-import tempfile
 import time
 from collections.abc import Callable
 
 from filelock import Timeout
 
+from tokend import atomicfile
 from tokend.config import Profile
 from tokend.credential import Credential
 from tokend.daemon.runtime import prepare_dir
@@ -73,17 +73,14 @@ class LocalCache:
             "source": cred.source,
             "issued_at": cred.issued_at,
         }
-        fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".tmp-")  # created 0600
-        try:
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(doc, f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self._key(profile) + ".json")
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
+        atomicfile.write_text(
+            self._key(profile) + ".json",
+            json.dumps(doc),
+            mode=0o600,
+            follow_symlinks=False,
+            dir_mode=None,  # made (and checked) by prepare_dir
+            prefix=".tmp-",
+        )
 
     def fetch_through(
         self,

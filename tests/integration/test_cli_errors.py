@@ -115,6 +115,9 @@ def test_unreadable_config_as_an_ordinary_user() -> None:
             "LC_ALL": "C.UTF-8",
         }
         as_nobody = ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups"]
+        reach = subprocess.run([*as_nobody, "test", "-r", TOKEND], env=env, timeout=20, check=False)
+        if reach.returncode != 0:
+            pytest.skip(f"uid nobody cannot read {TOKEND} (the checkout sits in a private directory)")
         proc = subprocess.run(
             [*as_nobody, TOKEND, "get", "--no-daemon", "p"],
             env=env,

@@ -12,9 +12,8 @@ from __future__ import annotations
 import os
 import re
 import shlex
-import tempfile
 
-from tokend import config
+from tokend import atomicfile, config
 from tokend.errors import UsageError
 
 _SECTION = re.compile(r"^\s*\[\s*([^\]]+?)\s*\]")
@@ -147,22 +146,4 @@ def apply(profile: str, helper: str, *, dry_run: bool) -> str:
 
 
 def _write(path: str, text: str) -> None:
-    path = os.path.realpath(path)  # a symlinked config (dotfiles) stays a symlink
-    directory = os.path.dirname(path)
-    os.makedirs(directory, mode=0o700, exist_ok=True)
-    try:
-        mode = os.stat(path).st_mode & 0o777
-    except FileNotFoundError:
-        mode = 0o600
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tokend-", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomicfile.write_text(path, text, suffix=".tmp")  # a symlinked config (dotfiles) stays a symlink

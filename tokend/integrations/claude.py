@@ -10,14 +10,14 @@ a credential with at least 10 minutes of life left.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import shlex
-import tempfile
 from typing import Any
 
+from tokend import atomicfile
 from tokend.errors import ConfigError
+from tokend.integrations import read_config
 
 KEY = "apiKeyHelper"
 MIN_TTL = "10m"
@@ -48,13 +48,7 @@ def render(text: str, profile: str, helper: str, *, where: str = "settings.json"
 
 def apply(profile: str, helper: str, *, dry_run: bool) -> str:
     path = settings_path()
-    try:
-        with open(path, encoding="utf-8") as f:
-            before = f.read()
-    except FileNotFoundError:
-        before = ""
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{path}: cannot read Claude Code's settings: {e}") from None
+    before = read_config(path, "Claude Code's settings")
     after = render(before, profile, helper, where=path)
     line = f'"{KEY}": {json.dumps(command(profile, helper))}'
     if dry_run:
@@ -67,22 +61,4 @@ def apply(profile: str, helper: str, *, dry_run: bool) -> str:
 
 def _write(path: str, text: str) -> None:
     """Atomically, keeping the file's mode (0600 for a new file)."""
-    path = os.path.realpath(path)
-    directory = os.path.dirname(path)
-    os.makedirs(directory, mode=0o700, exist_ok=True)
-    try:
-        mode = os.stat(path).st_mode & 0o777
-    except FileNotFoundError:
-        mode = 0o600
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".settings.json.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    atomicfile.write_text(path, text, prefix=".settings.json.")

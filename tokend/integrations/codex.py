@@ -13,18 +13,16 @@ once after a 401 and tokend then hands out a new token (tokend/daemon/repeat.py)
 
 from __future__ import annotations
 
-import contextlib
 import difflib
 import os
-import stat
-import tempfile
 from typing import Any
 
 import tomlkit
 import tomlkit.items
 
-from tokend import config
+from tokend import atomicfile, config
 from tokend.errors import ConfigError
+from tokend.integrations import read_config
 
 #: Vertex AI's OpenAI-compatible endpoint, for the user to fill in.
 VERTEX_BASE_URL = (
@@ -52,13 +50,7 @@ def codex_config_path() -> str:
 def apply(profile: str, helper: str, *, dry_run: bool) -> str:
     """Write the provider for ``profile`` (or, with ``dry_run``, show the change); say what was done."""
     path = codex_config_path()
-    try:
-        with open(path, encoding="utf-8") as f:
-            before = f.read()
-    except FileNotFoundError:
-        before = ""
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{path}: cannot read the Codex config: {e}") from None
+    before = read_config(path, "the Codex config")
     source, quota = _profile_facts(profile)
     after = render(before, profile, helper, source=source, quota_project=quota)
     if dry_run:
@@ -133,21 +125,4 @@ def _profile_facts(profile: str) -> tuple[str | None, str | None]:
 
 def _write(path: str, text: str) -> None:
     """Atomically, keeping the file's mode (0600 for a new file: it may hold keys)."""
-    directory = os.path.dirname(path)
-    os.makedirs(directory, mode=0o700, exist_ok=True)
-    try:
-        mode = stat.S_IMODE(os.stat(path).st_mode)
-    except FileNotFoundError:
-        mode = 0o600
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".config.toml.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    atomicfile.write_text(path, text, keep_mask=0o7777, follow_symlinks=False, prefix=".config.toml.")

@@ -11,13 +11,11 @@ Clusters and contexts are left alone: point a context at the user with
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
-import tempfile
 from typing import Any
 
-from tokend import config
+from tokend import atomicfile, config
 from tokend.errors import UsageError
 
 API_VERSION = "client.authentication.k8s.io/v1"
@@ -118,19 +116,4 @@ def apply(profile: str, helper: str, *, dry_run: bool) -> str:
 
 
 def _write(path: str, text: str) -> None:
-    path = os.path.realpath(path)
-    directory = os.path.dirname(path)
-    os.makedirs(directory, mode=0o700, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tokend-", suffix=".tmp")  # 0600, like kubectl's
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        with contextlib.suppress(FileNotFoundError):  # keep the mode of an existing file
-            os.chmod(tmp, os.stat(path).st_mode & 0o777)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomicfile.write_text(path, text, suffix=".tmp")  # a new file is 0600, like kubectl's

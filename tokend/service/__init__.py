@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-from tokend import client
+from tokend import atomicfile, client
 from tokend.errors import DaemonUnreachable, TokendError
 
 #: Bound on every service-manager command (they talk to a daemon that may hang).
@@ -155,20 +155,15 @@ def _indent(text: str) -> str:
 
 def write_file(path: Path, content: str, mode: int) -> None:
     """Atomically: a temporary file next to ``path``, then rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(content)
-            f.flush()
-            os.fsync(f.fileno())
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
-        raise
+    atomicfile.write_text(
+        path,
+        content,
+        mode=mode,
+        follow_symlinks=False,
+        dir_mode=0o777,  # plain mkdir: umask decides, as for any service directory
+        prefix=f".{path.name}.",
+        suffix=".tmp",
+    )
 
 
 def write_if_changed(path: Path, content: str, mode: int = 0o644) -> Step:

@@ -143,13 +143,7 @@ class AwsSource(BaseSource):
         if s["external_id"]:
             kwargs["ExternalId"] = s["external_id"]
         c = sts.assume_role(**kwargs)["Credentials"]
-        return AwsCreds(
-            access_key=c["AccessKeyId"],
-            secret_key=c["SecretAccessKey"],
-            token=c["SessionToken"],
-            expires_at=c["Expiration"].timestamp(),
-            method="tokend-assume-role",
-        )
+        return AwsCreds.from_sts(c, "tokend-assume-role")
 
     def _fetch_web_identity(self, request: FetchRequest) -> Credential:
         """role_arn assumed with the CI job's OIDC token: AssumeRoleWithWebIdentity is unsigned."""
@@ -178,13 +172,7 @@ class AwsSource(BaseSource):
                 WebIdentityToken=token,
                 DurationSeconds=int(s["duration"]),
             )["Credentials"]
-            creds = AwsCreds(
-                access_key=c["AccessKeyId"],
-                secret_key=c["SecretAccessKey"],
-                token=c["SessionToken"],
-                expires_at=c["Expiration"].timestamp(),
-                method="tokend-web-identity",
-            )
+            creds = AwsCreds.from_sts(c, "tokend-web-identity")
             return self._serve(session, creds, left)
 
     def _serve(self, session: Any, creds: Any, timeout: float) -> Credential:

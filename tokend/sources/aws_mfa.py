@@ -71,11 +71,4 @@ def forget(identity: str) -> bool:
 def session_token(sts: Any, serial: str, code: str, duration: float) -> AwsCreds:
     """Trade an MFA code for temporary credentials that satisfy ``aws:MultiFactorAuthPresent``."""
     response = sts.get_session_token(SerialNumber=serial, TokenCode=code, DurationSeconds=int(duration))
-    c = response["Credentials"]
-    return AwsCreds(
-        access_key=c["AccessKeyId"],
-        secret_key=c["SecretAccessKey"],
-        token=c["SessionToken"],
-        expires_at=c["Expiration"].timestamp(),
-        method="mfa-session",
-    )
+    return AwsCreds.from_sts(response["Credentials"], "mfa-session")

@@ -40,6 +40,17 @@ class AwsCreds:
     expires_at: float | None
     method: str = ""
 
+    @classmethod
+    def from_sts(cls, c: Mapping[str, Any], method: str) -> AwsCreds:
+        """The ``Credentials`` of an STS answer (AssumeRole*, GetSessionToken)."""
+        return cls(
+            access_key=c["AccessKeyId"],
+            secret_key=c["SecretAccessKey"],
+            token=c["SessionToken"],
+            expires_at=c["Expiration"].timestamp(),
+            method=method,
+        )
+
     def fields(self) -> dict[str, str]:
         out = {"AccessKeyId": self.access_key, "SecretAccessKey": self.secret_key}
         if self.token:

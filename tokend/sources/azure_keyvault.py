@@ -66,8 +66,14 @@ class AzureKeyVaultSource(BaseSource):
             raise ConfigError(f"{where}.version: expected a version id (letters and digits)")
         self.vault_url = f"https://{url.netloc}"
         self.scope = str(options.get("scope") or scope_for(url.hostname))
-        self._azure = self._azure_source()
-        self._token: Credential | None = None
+        via = self.settings.get("via")
+        self._token = secretvalue.MintedToken(
+            self._azure_source(),
+            profile=profile,
+            via_label=f"azure profile {via.name!r}" if via is not None else None,
+            margin=TOKEN_MARGIN,
+            clock=self.clock,
+        )
 
     @property
     def what(self) -> str:
@@ -92,58 +98,37 @@ class AzureKeyVaultSource(BaseSource):
     def fetch(self, request: FetchRequest) -> Credential:
         deadline = time.monotonic() + request.timeout
         try:
-            for attempt in (1, 2):
-                token = self._bearer(deadline)
-                status, doc, challenge = self._get(token, deadline, request.timeout)
-                if status == 401 and attempt == 1:
-                    self._token = None  # revoked, or for another tenant: mint another once
-                    continue
-                text = self._value(status, doc, challenge)
-                return secretvalue.static(
-                    text,
-                    json_key=self.settings["json_key"],
-                    now=self.clock(),
-                    ttl=self.settings["ttl"],
-                    source=self.name,
-                    what=self.what,
-                )
-            raise AssertionError("unreachable")
+            status, (doc, challenge) = self._token.send(
+                deadline, lambda token: self._get(token, deadline, request.timeout)
+            )
+            return secretvalue.static(
+                self._value(status, doc, challenge),
+                json_key=self.settings["json_key"],
+                now=self.clock(),
+                ttl=self.settings["ttl"],
+                source=self.name,
+                what=self.what,
+            )
         except TokendError as e:
             if e.profile is None:
                 e.profile = self.profile
             raise
 
     def fingerprint(self) -> str | None:
-        return self._azure.fingerprint()
+        return self._token.source.fingerprint()
 
     def identity(self) -> str:
-        return self._azure.identity()
+        return self._token.source.identity()
 
     def login(self, ctx: LoginContext) -> None:
-        self._azure.login(ctx)
+        self._token.source.login(ctx)
 
     def logout(self) -> None:
-        self._azure.logout()
+        self._token.source.logout()
 
     # -- internals ------------------------------------------------------------------------
 
-    def _bearer(self, deadline: float) -> Credential:
-        token = self._token
-        if token is not None and (token.remaining(self.clock()) or 0.0) > TOKEN_MARGIN:
-            return token
-        via = self.settings.get("via")
-        try:
-            token = self._azure.fetch(
-                FetchRequest(profile=self._azure.profile, timeout=max(deadline - time.monotonic(), 0.1))
-            )
-        except TokendError as e:
-            if via is None:
-                raise
-            raise secretvalue.reprofiled(e, self.profile, f"azure profile {via.name!r}") from None
-        self._token = token
-        return token
-
-    def _get(self, token: Credential, deadline: float, timeout: float) -> tuple[int, Any, str]:
+    def _get(self, token: Credential, deadline: float, timeout: float) -> tuple[int, tuple[Any, str]]:
         from azure.core import PipelineClient
         from azure.core.credentials import AccessToken
         from azure.core.exceptions import ServiceRequestError, ServiceResponseError
@@ -191,7 +176,7 @@ class AzureKeyVaultSource(BaseSource):
                 doc = response.json()
             except ValueError:
                 doc = None
-            return response.status_code, doc, response.headers.get("WWW-Authenticate", "")
+            return response.status_code, (doc, response.headers.get("WWW-Authenticate", ""))
 
     def _value(self, status: int, doc: Any, challenge: str) -> str:
         if status == 200 and isinstance(doc, dict) and isinstance(doc.get("value"), str):

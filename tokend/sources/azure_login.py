@@ -12,16 +12,15 @@ then acquires tokens silently from that cache with
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import logging
 import os
-import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from tokend import atomicfile
 from tokend.errors import LoginRequired, SourceError
 from tokend.sources.azure_credentials import DEVELOPER_CLIENT_ID, network_kwargs
 
@@ -75,17 +74,14 @@ def save_record(profile: str, record: AuthenticationRecord) -> Path:
     directory = record_dir()
     directory.mkdir(parents=True, exist_ok=True, mode=0o700)
     os.chmod(directory, 0o700)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tmp-")  # created 0600
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(record.serialize())
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, record_path(profile))
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    atomicfile.write_text(
+        record_path(profile),
+        record.serialize(),
+        mode=0o600,
+        follow_symlinks=False,
+        dir_mode=None,  # made and tightened just above
+        prefix=".tmp-",
+    )
     return record_path(profile)
 
 

@@ -80,8 +80,14 @@ class GcpSecretManagerSource(BaseSource):
         self.endpoint = str(options.get("endpoint") or default).rstrip("/")
         # Tests route google-auth's token calls to a local fake through this.
         self._session_factory = session_factory
-        self._google = self._google_source()
-        self._token: Credential | None = None
+        via = self.settings.get("via")
+        self._token = secretvalue.MintedToken(
+            self._google_source(),
+            profile=profile,
+            via_label=f"google profile {via.name!r}" if via is not None else None,
+            margin=TOKEN_MARGIN,
+            clock=self.clock,
+        )
 
     @property
     def what(self) -> str:
@@ -104,9 +110,11 @@ class GcpSecretManagerSource(BaseSource):
     def fetch(self, request: FetchRequest) -> Credential:
         deadline = time.monotonic() + request.timeout
         try:
-            text = self._access(deadline, request.timeout)
+            status, doc = self._token.send(
+                deadline, lambda token: self._get(token, deadline, request.timeout)
+            )
             return secretvalue.static(
-                text,
+                self._payload(status, doc),
                 json_key=self.settings["json_key"],
                 now=self.clock(),
                 ttl=self.settings["ttl"],
@@ -120,44 +128,18 @@ class GcpSecretManagerSource(BaseSource):
 
     def fingerprint(self) -> str | None:
         """The google credentials' identity (another account: the cached secret is dropped)."""
-        return self._google.fingerprint()
+        return self._token.source.fingerprint()
 
     def identity(self) -> str:
-        return self._google.identity()
+        return self._token.source.identity()
 
     def login(self, ctx: LoginContext) -> None:
-        self._google.login(ctx)
+        self._token.source.login(ctx)
 
     def logout(self) -> None:
-        self._google.logout()
+        self._token.source.logout()
 
     # -- internals ------------------------------------------------------------------------------
-
-    def _bearer(self, deadline: float) -> Credential:
-        token = self._token
-        if token is not None and (token.remaining(self.clock()) or 0.0) > TOKEN_MARGIN:
-            return token
-        via = self.settings.get("via")
-        try:
-            token = self._google.fetch(
-                FetchRequest(profile=self._google.profile, timeout=max(deadline - time.monotonic(), 0.1))
-            )
-        except TokendError as e:
-            if via is None:
-                raise
-            raise secretvalue.reprofiled(e, self.profile, f"google profile {via.name!r}") from None
-        self._token = token
-        return token
-
-    def _access(self, deadline: float, timeout: float) -> str:
-        for attempt in (1, 2):
-            token = self._bearer(deadline)
-            status, doc = self._get(token, deadline, timeout)
-            if status == 401 and attempt == 1:
-                self._token = None  # revoked or expired early: mint another once
-                continue
-            return self._payload(status, doc)
-        raise AssertionError("unreachable")
 
     def _get(self, token: Credential, deadline: float, timeout: float) -> tuple[int, Any]:
         import google.oauth2.credentials
@@ -167,7 +149,7 @@ class GcpSecretManagerSource(BaseSource):
         via = self.settings.get("via")
         quota = via.options.get("quota_project") if via is not None else None
         creds = google.oauth2.credentials.Credentials(token.fields["token"], quota_project_id=quota)
-        # The token is fresh (see _bearer): never let google-auth try to refresh it itself.
+        # The token is fresh (see secretvalue.MintedToken): never let google-auth try to refresh it itself.
         session = AuthorizedSession(creds, refresh_status_codes=(), max_refresh_attempts=0)
         left = deadline - time.monotonic()
         if left <= 0:

@@ -8,18 +8,20 @@ their errors name the secret and the field, never a value.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
-from typing import Any
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
 
 from tokend.credential import Credential
 from tokend.errors import SourceError, TokendError
-from tokend.sources.base import Option
+from tokend.sources.base import BaseSource, FetchRequest, Option
 from tokend.sources.static import TTL_OPTION, static_secret
 
 __all__ = [
     "JSON_KEY_OPTION",
     "KIND_OPTION",
     "TTL_OPTION",
+    "MintedToken",
     "from_fields",
     "not_found",
     "pick",
@@ -42,6 +44,8 @@ _AWS_ID = ("access_key", "AccessKeyId", "aws_access_key_id")
 _AWS_SECRET = ("secret_key", "SecretAccessKey", "aws_secret_access_key")
 _AWS_TOKEN = ("security_token", "session_token", "SessionToken", "aws_session_token")
 _MAX_NAMES = 12
+
+_Answer = TypeVar("_Answer")
 
 
 def pick(text: str, json_key: str | None, what: str) -> str:
@@ -152,3 +156,51 @@ def reprofiled(err: TokendError, profile: str, prefix: str) -> TokendError:
         return err
     new.__cause__ = err.__cause__
     return new
+
+
+class MintedToken:
+    """The access token a secret API takes, minted by another source and kept in memory.
+
+    ``source`` mints it (a ``via`` profile's, or one with that kind's defaults);
+    a token with no more than ``margin`` seconds left is minted again. Errors
+    of a ``via`` profile are restated for ``profile`` as ``via_label``'s.
+    """
+
+    def __init__(
+        self,
+        source: BaseSource,
+        *,
+        profile: str,
+        via_label: str | None,
+        margin: float,
+        clock: Callable[[], float],
+    ) -> None:
+        self.source = source
+        self._profile = profile
+        self._via_label = via_label
+        self._margin = margin
+        self._clock = clock
+        self._token: Credential | None = None
+
+    def get(self, deadline: float) -> Credential:
+        token = self._token
+        if token is not None and (token.remaining(self._clock()) or 0.0) > self._margin:
+            return token
+        try:
+            token = self.source.fetch(
+                FetchRequest(profile=self.source.profile, timeout=max(deadline - time.monotonic(), 0.1))
+            )
+        except TokendError as e:
+            if self._via_label is None:
+                raise
+            raise reprofiled(e, self._profile, self._via_label) from None
+        self._token = token
+        return token
+
+    def send(self, deadline: float, call: Callable[[Credential], tuple[int, _Answer]]) -> tuple[int, _Answer]:
+        """``call(token)``; on HTTP 401 once more, with a new token (revoked, expired early, other tenant)."""
+        status, answer = call(self.get(deadline))
+        if status == 401:
+            self._token = None
+            status, answer = call(self.get(deadline))
+        return status, answer

@@ -24,13 +24,13 @@ import json
 import os
 import secrets
 import subprocess
-import tempfile
 import time
 import urllib.parse
 import webbrowser
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from tokend import atomicfile
 from tokend.errors import SourceError, UsageError
 from tokend.sources.base import LoginContext
 from tokend.sources.google.adc import AdcFile
@@ -277,17 +277,4 @@ def _exchange(
 
 def write_private_json(path: str, doc: Mapping[str, Any]) -> None:
     """Write ``doc`` atomically, mode 0600, creating the directory 0700."""
-    directory = os.path.dirname(os.path.abspath(path))
-    os.makedirs(directory, mode=0o700, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=".tokend-")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            json.dump(doc, f, indent=2)
-            f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    atomicfile.write_text(path, json.dumps(doc, indent=2) + "\n", mode=0o600, follow_symlinks=False)
