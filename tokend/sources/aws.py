@@ -59,7 +59,7 @@ class AwsSource(BaseSource):
     supports_login: ClassVar[bool] = True
 
     def __init__(self, profile: str, options: Mapping[str, Any], *, clock: Callable[[], float]) -> None:
-        from tokend.sources.aws_session import Children
+        from tokend.sources.children import Children
 
         super().__init__(profile, options, clock=clock)
         self._children = Children()

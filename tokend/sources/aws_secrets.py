@@ -58,7 +58,7 @@ class _AwsSecretSource(BaseSource):
     service: ClassVar[str] = ""
 
     def __init__(self, profile: str, options: Mapping[str, Any], *, clock: Callable[[], float]) -> None:
-        from tokend.sources.aws_session import Children
+        from tokend.sources.children import Children
 
         super().__init__(profile, options, clock=clock)
         self._children = Children()  # credential_process commands botocore may run

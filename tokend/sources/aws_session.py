@@ -11,14 +11,13 @@ import datetime as dt
 import json
 import logging
 import os
-import signal
 import subprocess
-import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from tokend.errors import LoginRequired, SourceError, SourceTimeout, SourceUnavailable, TokendError
+from tokend.sources.children import Children, kill_group
 
 #: Instance metadata (IMDS) bounds: botocore's own defaults (1 s, one attempt)
 #: become ceilings, so a laptop without IMDS learns "no credentials" in about
@@ -187,40 +186,6 @@ def bisect_expiry(
 # -- subprocesses: botocore's credential_process provider has no timeout -------
 
 
-class Children:
-    """The credential_process children of one source, so ``close`` can kill them (daemon shutdown)."""
-
-    def __init__(self) -> None:
-        self._running: set[subprocess.Popen[bytes]] = set()
-        self._lock = threading.Lock()
-        self._closed = False
-
-    def start(self, argv: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
-        # Own session: the whole group goes on timeout; stdin is never the daemon's.
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, start_new_session=True, **kwargs)
-        with self._lock:
-            self._running.add(proc)
-            if self._closed:
-                _kill_group(proc)
-        return proc
-
-    def done(self, proc: subprocess.Popen[bytes]) -> None:
-        with self._lock:
-            self._running.discard(proc)
-
-    def close(self) -> None:
-        with self._lock:
-            self._closed = True
-            for proc in self._running:
-                _kill_group(proc)
-
-
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    if proc.returncode is None:  # not reaped yet: the group id is still ours
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)
-
-
 class _BoundedProcess:
     """The slice of ``Popen`` botocore's ProcessProvider uses, with a deadline."""
 
@@ -238,7 +203,7 @@ class _BoundedProcess:
         try:
             out, err = self._proc.communicate(input, timeout=self._limit if timeout is None else timeout)
         except subprocess.TimeoutExpired:
-            _kill_group(self._proc)
+            kill_group(self._proc)
             self._proc.wait()
             raise SourceTimeout(
                 f"credential_process {self._argv0} did not finish within {self._limit:g}s; killed"

@@ -7,19 +7,17 @@ expiry the output lives ``ttl``. The whole process group is killed on timeout.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import json
 import os
-import signal
 import subprocess
-import threading
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 from tokend.credential import Credential
 from tokend.errors import SourceError, SourceTimeout, SourceUnavailable
 from tokend.sources.base import BaseSource, FetchRequest, Option
+from tokend.sources.children import Children, kill_group
 
 MAX_OUTPUT = 1 << 20
 
@@ -35,52 +33,34 @@ class CommandSource(BaseSource):
 
     def __init__(self, profile: str, options: Mapping[str, Any], *, clock: Callable[[], float]) -> None:
         super().__init__(profile, options, clock=clock)
-        self._running: set[subprocess.Popen[bytes]] = set()
-        self._lock = threading.Lock()
-        self._closed = False
+        self._children = Children()
 
     def close(self) -> None:
         """Kill the process groups of commands still running (daemon shutdown)."""
-        with self._lock:
-            self._closed = True
-            for proc in self._running:
-                if proc.returncode is None:  # not reaped yet: the group id is still ours
-                    with contextlib.suppress(ProcessLookupError, PermissionError):
-                        os.killpg(proc.pid, signal.SIGKILL)
+        self._children.close()
 
     def fetch(self, request: FetchRequest) -> Credential:
         argv = list(self.settings["command"])
         env = dict(os.environ, **(self.settings["env"] or {}))
         cwd = os.path.expanduser(self.settings["cwd"]) if self.settings["cwd"] else None
         try:
-            proc = subprocess.Popen(
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                env=env,
-                cwd=cwd,
-                start_new_session=True,  # own group: kill it whole
+            proc = self._children.start(
+                argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=cwd
             )
         except FileNotFoundError:
             raise SourceUnavailable(f"command not found: {argv[0]}", profile=self.profile) from None
         except OSError as e:
             raise SourceError(f"cannot run {argv[0]}: {e.strerror}", profile=self.profile) from None
-        with self._lock:
-            self._running.add(proc)
-            if self._closed:
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.killpg(proc.pid, signal.SIGKILL)
         try:
             out, err = proc.communicate(timeout=request.timeout)
         except subprocess.TimeoutExpired:
-            _kill_group(proc)
+            kill_group(proc)
+            proc.wait()
             raise SourceTimeout(
                 f"{argv[0]} did not finish within {request.timeout:g}s; killed", profile=self.profile
             ) from None
         finally:
-            with self._lock:
-                self._running.discard(proc)
+            self._children.done(proc)
         if proc.returncode != 0:
             detail = _last_line(err) or f"exit status {proc.returncode}"
             raise SourceError(f"{argv[0]} failed: {detail}", profile=self.profile)
@@ -141,12 +121,3 @@ def _timestamp(value: Any) -> float | None:
 def _last_line(err: bytes) -> str:
     lines = [ln.strip() for ln in err.decode("utf-8", "replace").splitlines() if ln.strip()]
     return lines[-1][:300] if lines else ""
-
-
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    # The command runs in its own session, so its pid is its group id; the
-    # group is killed before the leader is reaped, while that id is still ours.
-    with contextlib.suppress(ProcessLookupError, PermissionError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    if proc.returncode is None:
-        proc.wait()

@@ -8,13 +8,10 @@ daemon's, so ``OP_SERVICE_ACCOUNT_TOKEN`` (CI, servers) reaches it that way
 
 from __future__ import annotations
 
-import contextlib
 import os
 import re
 import shutil
-import signal
 import subprocess
-import threading
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
@@ -22,6 +19,7 @@ from tokend.credential import Credential
 from tokend.errors import REDACTOR, LoginRequired, SourceError, SourceTimeout, SourceUnavailable
 from tokend.sources import secretvalue
 from tokend.sources.base import BaseSource, FetchRequest, Option
+from tokend.sources.children import Children, kill_group
 
 MAX_OUTPUT = 1 << 20
 TOKEN_VAR = "OP_SERVICE_ACCOUNT_TOKEN"
@@ -53,9 +51,7 @@ class OnePasswordSource(BaseSource):
 
     def __init__(self, profile: str, options: Mapping[str, Any], *, clock: Callable[[], float]) -> None:
         super().__init__(profile, options, clock=clock)
-        self._running: set[subprocess.Popen[bytes]] = set()
-        self._lock = threading.Lock()
-        self._closed = False
+        self._children = Children()
 
     @property
     def what(self) -> str:
@@ -63,10 +59,7 @@ class OnePasswordSource(BaseSource):
 
     def close(self) -> None:
         """Kill ``op`` processes still running (daemon shutdown)."""
-        with self._lock:
-            self._closed = True
-            for proc in self._running:
-                _kill_group(proc)
+        self._children.close()
 
     def fetch(self, request: FetchRequest) -> Credential:
         ref = str(self.settings["reference"])
@@ -120,31 +113,20 @@ class OnePasswordSource(BaseSource):
 
     def _run(self, argv: list[str], env: dict[str, str], timeout: float) -> bytes:
         try:
-            proc = subprocess.Popen(
-                argv,
-                stdin=subprocess.DEVNULL,  # op must never prompt
-                stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE,
-                env=env,
-                start_new_session=True,  # own group: killed whole on timeout
-            )
+            # stdin is /dev/null: op must never prompt
+            proc = self._children.start(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
         except OSError as e:
             raise SourceError(f"cannot run {argv[0]}: {e.strerror}", profile=self.profile) from None
-        with self._lock:
-            self._running.add(proc)
-            if self._closed:
-                _kill_group(proc)
         try:
             out, err = proc.communicate(timeout=timeout)
         except subprocess.TimeoutExpired:
-            _kill_group(proc)
+            kill_group(proc)
             proc.wait()
             raise SourceTimeout(
                 f"op read did not finish within {timeout:g}s; killed", profile=self.profile
             ) from None
         finally:
-            with self._lock:
-                self._running.discard(proc)
+            self._children.done(proc)
         if proc.returncode != 0:
             raise self._failure(proc.returncode, err)
         if len(out) > MAX_OUTPUT:
@@ -173,9 +155,3 @@ class OnePasswordSource(BaseSource):
                 f"access denied reading {self.what}: {detail}", profile=self.profile, retryable=False
             )
         return SourceError(f"op read failed for {self.what}: {detail}", profile=self.profile)
-
-
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    if proc.returncode is None:  # not reaped yet: the group id is still ours
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(proc.pid, signal.SIGKILL)
