@@ -12,15 +12,15 @@ import base64
 import contextlib
 import datetime as dt
 import json
-import ssl
 import tempfile
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from tests.fakes.server import LocalHTTPServer
 
 PATH = "/api/v1/namespaces/default"
 
@@ -168,17 +168,6 @@ def fake_eks_api(cluster: str) -> Iterator[FakeEksApi]:
     api = FakeEksApi(cluster)
     with tempfile.TemporaryDirectory(prefix="tdk8s") as tmp:
         api.ca_pem, cert, key = make_ca_and_cert(Path(tmp))
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(cert, key)
-        server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(api))
-        server.daemon_threads = True
-        server.socket = context.wrap_socket(server.socket, server_side=True)
-        api.url = f"https://127.0.0.1:{server.server_address[1]}"
-        thread = threading.Thread(target=server.serve_forever, daemon=True)
-        thread.start()
-        try:
+        with LocalHTTPServer(_handler(api), tls=(cert, key)) as server:
+            api.url = server.url
             yield api
-        finally:
-            server.shutdown()
-            server.server_close()
-            thread.join(5)

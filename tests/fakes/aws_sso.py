@@ -16,10 +16,12 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from tests.fakes.server import LocalHTTPServer
 
 START_URL = "https://tokend-test.awsapps.com/start"
 SSO_REGION = "us-east-1"
@@ -188,17 +190,9 @@ def _handler(fake: FakeSso) -> type[BaseHTTPRequestHandler]:
 @contextlib.contextmanager
 def fake_sso() -> Iterator[FakeSso]:
     fake = FakeSso()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(fake))
-    server.daemon_threads = True
-    fake.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(target=server.serve_forever, name="fake-sso", daemon=True)
-    thread.start()
-    try:
+    with LocalHTTPServer(_handler(fake), name="fake-sso") as server:
+        fake.url = server.url
         yield fake
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
 
 
 def sso_config(session_name: str = "corp", profiles: tuple[str, ...] = ("dev",)) -> str:

@@ -6,9 +6,11 @@ import contextlib
 import socket
 import threading
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs
+
+from tests.fakes.server import LocalHTTPServer
 
 DENIED = """<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/">
   <Error><Type>Sender</Type><Code>AccessDenied</Code>
@@ -38,16 +40,8 @@ class _Deny(BaseHTTPRequestHandler):
 @contextlib.contextmanager
 def denying_sts() -> Iterator[str]:
     """An STS endpoint URL whose every AssumeRole is AccessDenied."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _Deny)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+    with LocalHTTPServer(_Deny) as server:
+        yield server.url
 
 
 @contextlib.contextmanager

@@ -26,13 +26,12 @@ import ipaddress
 import json
 import secrets
 import socket
-import ssl
 import tempfile
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlparse
@@ -41,6 +40,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 from cryptography.x509.oid import NameOID
+
+from tests.fakes.server import LocalHTTPServer
 
 TENANT = "tokend-test-tenant"
 USER_OID = "00000000-0000-0000-0000-0000000000a1"
@@ -202,8 +203,7 @@ class FakeEntra:
         self.delay = 0.0
         self.lock = threading.Lock()
         self._counter = 0
-        self._server: ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self._server: LocalHTTPServer | None = None
 
     # -- set-up --------------------------------------------------------------------------
 
@@ -244,7 +244,7 @@ class FakeEntra:
     @property
     def host(self) -> str:
         assert self._server is not None
-        return f"127.0.0.1:{self._server.server_address[1]}"
+        return f"127.0.0.1:{self._server.port}"
 
     @property
     def url(self) -> str:
@@ -255,21 +255,12 @@ class FakeEntra:
         return f"{self.url}/{self.tenant}/oauth2/v2.0/token"
 
     def __enter__(self) -> FakeEntra:
-        cert, key = self.ca.server_files()
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(cert, key)
-        server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
-        server.daemon_threads = True
-        server.socket = context.wrap_socket(server.socket, server_side=True)
-        self._server = server
-        self._thread = threading.Thread(target=server.serve_forever, name="fake-entra", daemon=True)
-        self._thread.start()
+        self._server = LocalHTTPServer(_handler(self), name="fake-entra", tls=self.ca.server_files()).start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         assert self._server is not None
-        self._server.shutdown()
-        self._server.server_close()
+        self._server.stop()
 
     # -- token minting ------------------------------------------------------------------------
 
@@ -571,12 +562,12 @@ class FakeManagedIdentity:
         self.requests: list[dict[str, str]] = []
         self.issued: list[str] = []
         self.lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
+        self._server: LocalHTTPServer | None = None
 
     @property
     def url(self) -> str:
         assert self._server is not None
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return self._server.url
 
     def app_service_env(self) -> dict[str, str]:
         return {"IDENTITY_ENDPOINT": self.url + "/msi/token", "IDENTITY_HEADER": self.IDENTITY_HEADER}
@@ -604,15 +595,12 @@ class FakeManagedIdentity:
                 self.end_headers()
                 self.wfile.write(data)
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, name="fake-mi", daemon=True).start()
+        self._server = LocalHTTPServer(Handler, name="fake-mi").start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         assert self._server is not None
-        self._server.shutdown()
-        self._server.server_close()
+        self._server.stop()
 
     def answer(self, path: str, query: dict[str, str], headers: dict[str, str]) -> tuple[int, dict[str, Any]]:
         lower = {k.lower(): v for k, v in headers.items()}

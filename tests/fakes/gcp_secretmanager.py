@@ -17,11 +17,12 @@ import re
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import urlparse
 
 from tests.fakes.google import FakeGoogle
+from tests.fakes.server import LocalHTTPServer
 from tokend.sources.gcp_secretmanager import crc32c
 
 PROJECT_NUMBER = "123456789012"
@@ -50,7 +51,7 @@ class FakeSecretManager:
         self._hang = False
         self._stop = threading.Event()
         self._lock = threading.Lock()
-        self._server: ThreadingHTTPServer | None = None
+        self._server: LocalHTTPServer | None = None
 
     # -- set-up ------------------------------------------------------------------------
 
@@ -74,19 +75,16 @@ class FakeSecretManager:
     @property
     def url(self) -> str:
         assert self._server is not None
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return self._server.url
 
     def __enter__(self) -> FakeSecretManager:
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, args=(0.05,), daemon=True).start()
+        self._server = LocalHTTPServer(_handler(self), poll_interval=0.05).start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         assert self._server is not None
-        self._server.shutdown()
-        self._server.server_close()
+        self._server.stop()
 
     # -- answers ---------------------------------------------------------------------------
 

@@ -16,9 +16,11 @@ import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
+
+from tests.fakes.server import LocalHTTPServer
 
 ISSUER = "https://token.actions.githubusercontent.com"
 REPOSITORY = "acme/deploy"
@@ -102,16 +104,6 @@ def _handler(fake: FakeGithubOidc) -> type[BaseHTTPRequestHandler]:
 @contextlib.contextmanager
 def fake_github_oidc() -> Iterator[FakeGithubOidc]:
     fake = FakeGithubOidc()
-    server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(fake))
-    server.daemon_threads = True
-    fake.url = f"http://127.0.0.1:{server.server_address[1]}"
-    thread = threading.Thread(
-        target=server.serve_forever, kwargs={"poll_interval": 0.05}, name="fake-github-oidc", daemon=True
-    )
-    thread.start()
-    try:
+    with LocalHTTPServer(_handler(fake), name="fake-github-oidc", poll_interval=0.05) as server:
+        fake.url = server.url
         yield fake
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)

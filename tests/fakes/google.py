@@ -41,6 +41,8 @@ import requests
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
+from tests.fakes.server import LocalHTTPServer
+
 EXPIRES_IN = 3600  # google-auth refreshes 3m45s before expiry: stay well above
 GOOGLE_HOSTS = frozenset(
     {
@@ -110,8 +112,7 @@ class FakeGoogle:
         self._hang: set[str] = set()
         self._stop = threading.Event()
         self._lock = threading.Lock()
-        self._server: http.server.ThreadingHTTPServer | None = None
-        self._thread: threading.Thread | None = None
+        self._server: LocalHTTPServer | None = None
         self._port = 0
 
     # -- lifecycle --------------------------------------------------------------
@@ -122,20 +123,14 @@ class FakeGoogle:
         class Handler(_Handler):
             google = fake
 
-        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._port = int(self._server.server_address[1])
-        self._thread = threading.Thread(
-            target=self._server.serve_forever, args=(0.05,), name="fake-google", daemon=True
-        )
-        self._thread.start()
+        self._server = LocalHTTPServer(Handler, name="fake-google", poll_interval=0.05).start()
+        self._port = self._server.port
         return self
 
     def stop(self) -> None:
         self._stop.set()  # releases hanging handlers
         if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+            self._server.stop()
             self._server = None
 
     def __enter__(self) -> FakeGoogle:

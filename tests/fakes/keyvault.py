@@ -11,16 +11,16 @@ from __future__ import annotations
 
 import json
 import secrets
-import ssl
 import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
 from tests.fakes.entra import FakeEntra, TestCA
+from tests.fakes.server import LocalHTTPServer
 
 API_VERSIONS = ("7.0", "7.1", "7.2", "7.3", "7.4", "7.5")
 
@@ -50,7 +50,7 @@ class FakeKeyVault:
         self._failures: list[int] = []
         self._hang = False
         self._stop = threading.Event()
-        self._server: ThreadingHTTPServer | None = None
+        self._server: LocalHTTPServer | None = None
 
     def set_secret(self, name: str, value: str) -> str:
         version = secrets.token_hex(16)
@@ -66,24 +66,18 @@ class FakeKeyVault:
     @property
     def url(self) -> str:
         assert self._server is not None
-        return f"https://127.0.0.1:{self._server.server_address[1]}"
+        return self._server.url
 
     def __enter__(self) -> FakeKeyVault:
-        cert, key = self.ca.server_files()
-        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-        context.load_cert_chain(cert, key)
-        server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
-        server.daemon_threads = True
-        server.socket = context.wrap_socket(server.socket, server_side=True)
-        self._server = server
-        threading.Thread(target=server.serve_forever, args=(0.05,), name="fake-keyvault", daemon=True).start()
+        self._server = LocalHTTPServer(
+            _handler(self), name="fake-keyvault", tls=self.ca.server_files(), poll_interval=0.05
+        ).start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         assert self._server is not None
-        self._server.shutdown()
-        self._server.server_close()
+        self._server.stop()
 
     def answer(
         self, method: str, path: str, query: dict[str, str], headers: dict[str, str]

@@ -15,6 +15,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from tests.fakes.server import LocalHTTPServer
+
 
 @dataclass
 class Seen:
@@ -30,7 +32,7 @@ class FakeResponsesApi:
         self.reply = reply
         self.seen: list[Seen] = []
         self._lock = threading.Lock()
-        self._server: http.server.ThreadingHTTPServer | None = None
+        self._server: LocalHTTPServer | None = None
 
     def __enter__(self) -> FakeResponsesApi:
         api = self
@@ -38,22 +40,17 @@ class FakeResponsesApi:
         class Handler(_Handler):
             fake = api
 
-        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(
-            target=self._server.serve_forever, args=(0.05,), name="fake-responses", daemon=True
-        ).start()
+        self._server = LocalHTTPServer(Handler, name="fake-responses", poll_interval=0.05).start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+            self._server.stop()
 
     @property
     def url(self) -> str:
         assert self._server is not None
-        return f"http://127.0.0.1:{self._server.server_address[1]}/v1"
+        return f"{self._server.url}/v1"
 
     def record(self, seen: Seen) -> None:
         with self._lock:

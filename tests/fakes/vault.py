@@ -24,9 +24,11 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 from urllib.parse import parse_qs, urlparse
+
+from tests.fakes.server import LocalHTTPServer
 
 
 @dataclass
@@ -99,7 +101,7 @@ class FakeVault:
         self._failures: list[tuple[str, int, str]] = []
         self._hang: set[str] = set()
         self._stop = threading.Event()
-        self._server: ThreadingHTTPServer | None = None
+        self._server: LocalHTTPServer | None = None
 
     # -- clock -----------------------------------------------------------------------
 
@@ -181,21 +183,16 @@ class FakeVault:
     @property
     def url(self) -> str:
         assert self._server is not None
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return self._server.url
 
     def __enter__(self) -> FakeVault:
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler(self))
-        self._server.daemon_threads = True
-        threading.Thread(
-            target=self._server.serve_forever, args=(0.05,), name="fake-vault", daemon=True
-        ).start()
+        self._server = LocalHTTPServer(_handler(self), name="fake-vault", poll_interval=0.05).start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._stop.set()
         assert self._server is not None
-        self._server.shutdown()
-        self._server.server_close()
+        self._server.stop()
 
     # -- request handling (server threads) ----------------------------------------------
 
