@@ -8,7 +8,7 @@ import time
 
 import click
 
-from tokend import ci, fastpath, formats, paths, protocol
+from tokend import ci, fastpath, formats, paths
 from tokend.durations import parse_duration
 from tokend.errors import Relayed, UsageError
 
@@ -47,26 +47,24 @@ def _exec_info() -> dict[str, str]:
     return {"exec_info": info} if info else {}
 
 
-def via_daemon(profile: str, fmt: str, min_ttl: str | None, refresh: bool, timeout: float) -> str | None:
-    """Ask the daemon (starting one if needed); None when none could be reached."""
+def via_daemon(profile: str, fmt: str, min_ttl: str | None, refresh: bool, timeout: float) -> str:
+    """Ask the daemon exactly as tokend-print does (autostart, TOKEND_NO_AUTOSTART,
+    TOKEND_NO_FALLBACK, the deadline), going daemonless in this process when none answers."""
     fields = {"profile": profile, "format": fmt, **_exec_info()}
     if min_ttl:
         fields["min_ttl"] = min_ttl
     if refresh:
         fields["refresh"] = "1"
-    request = protocol.encode_request("get", fields)
-    sock = paths.socket_path()
-    deadline = time.monotonic() + timeout
+
+    def in_process(fields: dict[str, str], deadline: float) -> tuple[int, bytes]:
+        left = max(deadline - time.monotonic(), 0.1)
+        ttl = parse_duration(min_ttl) if min_ttl else None
+        return 0, daemonless(profile, fmt, ttl, refresh, left).encode()
+
     try:
-        try:
-            status, body = protocol.call(sock, request, timeout)
-        except (FileNotFoundError, ConnectionRefusedError):
-            answer = fastpath.autostart(sock, request, deadline - timeout * fastpath.FALLBACK_RESERVE)
-            if answer is None:
-                return None
-            status, body = answer
-    except (protocol.NoAnswer, protocol.ProtocolError, OSError):
-        return None
+        status, body = fastpath.ask(fields, timeout, in_process)
+    except fastpath.Fail as f:
+        raise Relayed(f.line, f.status) from None
     if status != 0:
         raise Relayed(body.decode("utf-8", "replace").strip(), status)
     return body.decode("utf-8")
@@ -111,8 +109,9 @@ def register(cli: click.Group) -> None:
         if timeout <= 0:
             raise UsageError("--timeout must be positive")
         no_daemon = no_daemon or ci.daemonless()  # CI=true, unless TOKEND_NO_DAEMON says otherwise
-        out = None if no_daemon else via_daemon(profile, fmt, min_ttl, refresh, timeout)
-        if out is None:
+        if no_daemon:
             out = daemonless(profile, fmt, ttl, refresh, timeout)
+        else:
+            out = via_daemon(profile, fmt, min_ttl, refresh, timeout)
         sys.stdout.write(out)
         sys.stdout.flush()

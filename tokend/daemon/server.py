@@ -34,7 +34,10 @@ class Limits:
     max_connections: int = 2048
 
 
-def _error(err: TokendError) -> Reply:
+def _error(err: TokendError, profile: str | None = None) -> Reply:
+    """The reply for ``err``, naming ``profile`` when the error does not already."""
+    if err.profile is None:
+        err.profile = profile
     return err.exit_status, (err.line() + "\n").encode()
 
 
@@ -105,9 +108,7 @@ class Daemon:
             if isinstance(result, Credential):
                 return 0, formats.render(result, fmt, ctx).encode()
         except TokendError as e:
-            if e.profile is None:
-                e.profile = name
-            return _error(e)
+            return _error(e, name)
         return self._wait(name, result, fmt, ctx, min_ttl)
 
     async def _wait(
@@ -128,14 +129,12 @@ class Daemon:
         except TokendError as e:
             fallback = self.broker.servable(name, min_ttl)
             if fallback is None:
-                if e.profile is None:
-                    e.profile = name
-                return _error(e)
+                return _error(e, name)
             cred = fallback
         try:
             return 0, formats.render(cred, fmt, ctx).encode()
         except TokendError as e:
-            return _error(e)
+            return _error(e, name)
 
     def reload(self) -> str:
         """Load the config again; on error keep serving the old one and say why."""
