@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tokend import atomicfile
+from tokend.core import atomicfile
 
 
 def _mode(path: Path) -> int:

@@ -20,11 +20,11 @@ from typing import Any, ClassVar
 
 import pytest
 
-from tokend import config, policy
-from tokend.broker import HUNG_GRACE, Broker
-from tokend.config import Config, Profile
-from tokend.credential import Credential
-from tokend.errors import (
+from tokend.core import config, policy
+from tokend.core.broker import HUNG_GRACE, Broker
+from tokend.core.config import Config, Profile
+from tokend.core.credential import Credential
+from tokend.core.errors import (
     REDACTOR,
     LoginRequired,
     SourceError,
@@ -33,7 +33,7 @@ from tokend.errors import (
     UnknownProfile,
     scrub,
 )
-from tokend.localcache import LocalCache
+from tokend.core.localcache import LocalCache
 from tokend.sources.base import BaseSource, FetchRequest
 
 HOUR = 3600.0

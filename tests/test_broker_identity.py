@@ -15,11 +15,11 @@ from typing import Any, ClassVar
 import pytest
 
 from tests.conftest import FakeClock
-from tokend import config
-from tokend.broker import Broker
-from tokend.config import Config, Profile
-from tokend.credential import Credential
-from tokend.localcache import LocalCache
+from tokend.core import config
+from tokend.core.broker import Broker
+from tokend.core.config import Config, Profile
+from tokend.core.credential import Credential
+from tokend.core.localcache import LocalCache
 from tokend.sources.base import BaseSource, FetchRequest
 
 CONFIG = """\

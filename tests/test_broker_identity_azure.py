@@ -13,10 +13,10 @@ import pytest
 
 from tests.fakes.azure_env import AzureEnv, azure_env, test_ca  # noqa: F401
 from tests.fakes.entra import az_log
-from tokend import config
-from tokend.broker import Broker
-from tokend.errors import SourceUnavailable
-from tokend.localcache import LocalCache
+from tokend.core import config
+from tokend.core.broker import Broker
+from tokend.core.errors import SourceUnavailable
+from tokend.core.localcache import LocalCache
 
 CONFIG = """\
 [profiles.foundry]

@@ -17,12 +17,12 @@ from typing import Any, ClassVar
 import pytest
 
 from tests.conftest import FakeClock
-from tokend import config, policy
-from tokend.broker import Broker
-from tokend.config import Config, Profile
-from tokend.credential import Credential
+from tokend.core import config, policy
+from tokend.core.broker import Broker
+from tokend.core.config import Config, Profile
+from tokend.core.credential import Credential
+from tokend.core.errors import SourceError
 from tokend.daemon.clock import ClockWatcher, Jump
-from tokend.errors import SourceError
 from tokend.sources.base import BaseSource, FetchRequest
 
 HOUR = 3600.0

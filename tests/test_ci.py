@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from tokend import ci, fastpath
+from tokend import ci
+from tokend.client import fastpath
 
 CASES = [
     ({}, False),

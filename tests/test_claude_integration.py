@@ -11,7 +11,7 @@ import pytest
 from click.testing import CliRunner
 
 from tokend.cli import cli
-from tokend.errors import ConfigError
+from tokend.core.errors import ConfigError
 from tokend.integrations import claude
 
 HELPER = "/opt/tokend tools/bin/tokend-print"

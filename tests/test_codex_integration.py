@@ -12,7 +12,7 @@ import tomlkit
 from click.testing import CliRunner
 
 from tokend.cli import cli
-from tokend.errors import ConfigError
+from tokend.core.errors import ConfigError
 from tokend.integrations import codex
 
 HELPER = "/opt/tokend/bin/tokend-print"

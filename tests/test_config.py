@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from tokend import config, policy
-from tokend.config import Config, Profile
-from tokend.errors import EXIT_USAGE, ConfigError, UnknownProfile
+from tokend.core import config, policy
+from tokend.core.config import Config, Profile
+from tokend.core.errors import EXIT_USAGE, ConfigError, UnknownProfile
 
 GOOD = """\
 [defaults]

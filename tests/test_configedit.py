@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from tokend import config, configedit
-from tokend.errors import ConfigError
+from tokend.core import config
+from tokend.core.errors import ConfigError
+from tokend.integrations import configedit
 
 USER = """\
 # my tokend config

@@ -7,7 +7,7 @@ import datetime as dt
 
 import pytest
 
-from tokend.credential import KINDS, PUBLIC_FIELDS, Credential, utc
+from tokend.core.credential import KINDS, PUBLIC_FIELDS, Credential, utc
 
 TOKEN = "ya29.credential-test-token-value"
 EXPIRY = 1_900_000_000.0  # 2030-03-17T17:46:40Z

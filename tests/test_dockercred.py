@@ -1,4 +1,4 @@
-"""docker's credential-helper protocol, as ``tokend.dockercred`` speaks it (credentials faked)."""
+"""docker's credential-helper protocol, as ``tokend.client.dockercred`` speaks it (credentials faked)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from tokend import dockercred, helperlib, hosts
+from tokend.client import dockercred, helperlib, hosts
 
 ROUTES = {
     "us-docker.pkg.dev": hosts.Route("gar"),

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from tokend import envformats
-from tokend.errors import UsageError
-from tokend.inject import Var
+from tokend.ci import envformats
+from tokend.ci.inject import Var
+from tokend.core.errors import UsageError
 
 FOUND = [
     Var("AWS_ACCESS_KEY_ID", "ASIAEXAMPLE0001", True),

@@ -7,8 +7,8 @@ import threading
 
 import pytest
 
-from tokend import errors
-from tokend.errors import (
+from tokend.core import errors
+from tokend.core.errors import (
     REDACTOR,
     ConfigError,
     DaemonUnreachable,

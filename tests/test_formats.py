@@ -9,8 +9,8 @@ import subprocess
 import pytest
 
 from tokend import formats
-from tokend.credential import Credential
-from tokend.errors import UsageError
+from tokend.core.credential import Credential
+from tokend.core.errors import UsageError
 
 EXPIRY = 1_900_000_000.0
 EXPIRY_ISO = "2030-03-17T17:46:40Z"

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from tokend import config
 from tokend.cli import cli
+from tokend.core import config
 from tokend.integrations import git
 
 pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")

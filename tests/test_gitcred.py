@@ -1,10 +1,10 @@
-"""git's credential protocol, as ``tokend.gitcred`` speaks it (routes and credentials faked)."""
+"""git's credential protocol, as ``tokend.client.gitcred`` speaks it (routes and credentials faked)."""
 
 from __future__ import annotations
 
 import pytest
 
-from tokend import gitcred, helperlib, hosts
+from tokend.client import gitcred, helperlib, hosts
 
 ROUTES = {
     "github.com": hosts.Route("gh"),

@@ -1,4 +1,4 @@
-"""What the git and docker helpers share: the config's [hosts] read without tokend.config, and logins."""
+"""What the git and docker helpers share: the config's [hosts] read without tokend.core.config, and logins."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ from typing import Any
 
 import pytest
 
-from tokend import config, helperlib, hosts
+from tokend.client import helperlib, hosts
+from tokend.core import config
 
 
 @pytest.fixture

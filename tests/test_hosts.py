@@ -6,8 +6,9 @@ import textwrap
 
 import pytest
 
-from tokend import config, hosts
-from tokend.errors import ConfigError
+from tokend.client import hosts
+from tokend.core import config
+from tokend.core.errors import ConfigError
 
 PROFILES = """\
 [profiles.gh]

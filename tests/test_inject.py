@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from tokend import inject
-from tokend.credential import Credential
-from tokend.errors import UsageError
-from tokend.inject import Spec, Var
+from tokend.ci import inject
+from tokend.ci.inject import Spec, Var
+from tokend.core.credential import Credential
+from tokend.core.errors import UsageError
 
 AWS = Credential(
     kind="aws",

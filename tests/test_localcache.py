@@ -16,11 +16,11 @@ from typing import Any
 
 import pytest
 
-from tokend import config
-from tokend.config import Profile
-from tokend.credential import Credential
-from tokend.daemon.runtime import RuntimeDirError
-from tokend.localcache import LocalCache
+from tokend.client.rundir import RuntimeDirError
+from tokend.core import config
+from tokend.core.config import Profile
+from tokend.core.credential import Credential
+from tokend.core.localcache import LocalCache
 
 ROOT = Path(__file__).resolve().parent.parent
 HOUR = 3600.0
@@ -154,9 +154,9 @@ def test_fifty_threads_make_one_fetch(cache_dir: str) -> None:
 CHILD = textwrap.dedent(
     """
     import os, sys, time
-    from tokend import config
-    from tokend.credential import Credential
-    from tokend.localcache import LocalCache
+    from tokend.core import config
+    from tokend.core.credential import Credential
+    from tokend.core.localcache import LocalCache
 
     cache_dir, counter, go = sys.argv[1:4]
     profile = config.parse('[profiles.p]\\nsource = "demo"\\n', None).profile("p")
@@ -341,7 +341,7 @@ def test_fetch_failure_writes_nothing(cache_dir: str, clock: Any) -> None:
 
 @pytest.mark.timeout(20)
 def test_lock_held_too_long_is_a_source_timeout(cache_dir: str, clock: Any) -> None:
-    from tokend.errors import SourceTimeout
+    from tokend.core.errors import SourceTimeout
 
     cache = LocalCache(cache_dir, lock_timeout=0.2, clock=clock)
     p = profile()

@@ -9,7 +9,7 @@ from collections.abc import Iterable
 
 import pytest
 
-from tokend.masking import Masker, run_masked
+from tokend.ci.masking import Masker, run_masked
 
 SECRET = "ghp_S3cretTokenValue0123"
 

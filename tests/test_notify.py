@@ -8,12 +8,12 @@ from collections.abc import Callable
 import pytest
 
 from tests.conftest import FakeClock
-from tokend import config
-from tokend.broker import Broker
-from tokend.config import Profile
-from tokend.credential import Credential
-from tokend.errors import LoginRequired, SourceError, TokendError
-from tokend.notify import LoginNotifier
+from tokend.core import config
+from tokend.core.broker import Broker
+from tokend.core.config import Profile
+from tokend.core.credential import Credential
+from tokend.core.errors import LoginRequired, SourceError, TokendError
+from tokend.daemon.notify import LoginNotifier
 from tokend.sources.base import BaseSource, FetchRequest
 
 CFG = config.parse(

@@ -23,8 +23,8 @@ from tests.fakes.entra import FakeEntra
 from tests.fakes.github_oidc import FakeGithubOidc, fake_github_oidc
 from tests.fakes.google import FakeGoogle, fake_google
 from tests.sources.google_helpers import World
-from tokend import oidc
-from tokend.errors import REDACTOR, ConfigError, SourceError
+from tokend.ci import oidc
+from tokend.core.errors import REDACTOR, ConfigError, SourceError
 from tokend.sources.base import FetchRequest
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")

@@ -6,9 +6,9 @@ import random
 
 import pytest
 
-from tokend import policy
-from tokend.credential import Credential
-from tokend.policy import State
+from tokend.core import policy
+from tokend.core.credential import Credential
+from tokend.core.policy import State
 
 T0 = 1_700_000_000.0
 HOUR = 3600.0

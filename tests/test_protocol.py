@@ -10,8 +10,8 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from tokend import protocol
-from tokend.protocol import NoAnswer, ProtocolError
+from tokend.client import protocol
+from tokend.client.protocol import NoAnswer, ProtocolError
 
 
 @pytest.mark.parametrize(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from tests.conftest import FakeClock
-from tokend import fastpath
+from tokend.client import fastpath
 from tokend.daemon.repeat import REPEAT_WINDOW, RepeatTracker
 
 

@@ -12,9 +12,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from tokend import config, setup_detect
+from tokend import setup_detect
 from tokend.cli import cli
 from tokend.cli import setup as setup_cli
+from tokend.core import config
 
 
 @pytest.fixture

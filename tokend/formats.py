@@ -7,8 +7,8 @@ import json
 import shlex
 from collections.abc import Callable, Mapping
 
-from tokend.credential import Credential
-from tokend.errors import UsageError
+from tokend.core.credential import Credential
+from tokend.core.errors import UsageError
 
 #: Environment variables for ``--format env`` (and tokend exec/env) by credential kind.
 ENV_NAMES: Mapping[str, Mapping[str, str]] = {

@@ -23,7 +23,7 @@ from urllib.parse import urlparse
 
 from tests.fakes.google import FakeGoogle
 from tests.fakes.server import LocalHTTPServer
-from tokend.sources.gcp_secretmanager import crc32c
+from tokend.sources.google.secretmanager import crc32c
 
 PROJECT_NUMBER = "123456789012"
 _PATH = re.compile(

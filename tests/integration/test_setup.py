@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from tests.fakes.aws_moto import LEAKY
-from tokend import config
+from tokend.core import config
 
 from .conftest import Sandbox
 

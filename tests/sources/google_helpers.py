@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from tests.fakes.google import FakeGoogle, routed
-from tokend.credential import Credential
+from tokend.core.credential import Credential
 from tokend.sources.base import FetchRequest
 from tokend.sources.google import GoogleSource
 

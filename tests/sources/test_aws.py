@@ -27,10 +27,10 @@ from tests.fakes.aws_moto import ACCOUNT, BASE_KEY_ID, BASE_SECRET, LEAKY, MotoS
 from tests.fakes.aws_sso import fake_sso, legacy_sso_config, sso_config
 from tests.fakes.aws_sts import black_hole, denying_sts
 from tests.sources.test_contract import MemoryKeyring, SourceContract, memory_keyring, profile_toml
-from tokend import config
-from tokend.broker import build_source
-from tokend.credential import Credential
-from tokend.errors import (
+from tokend.core import config
+from tokend.core.broker import build_source
+from tokend.core.credential import Credential
+from tokend.core.errors import (
     ConfigError,
     LoginRequired,
     SourceError,
@@ -38,8 +38,10 @@ from tokend.errors import (
     SourceUnavailable,
     UsageError,
 )
-from tokend.sources import aws_session, aws_sso, aws_tokens
 from tokend.sources.aws import AwsSource
+from tokend.sources.aws import session as aws_session
+from tokend.sources.aws import sso as aws_sso
+from tokend.sources.aws import tokens as aws_tokens
 from tokend.sources.base import FetchRequest, LoginContext
 
 __all__ = ["memory_keyring"]  # a fixture, used by name

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tokend.errors import UsageError
+from tokend.core.errors import UsageError
 from tokend.integrations import aws as aws_integration
 from tokend.integrations import kubectl as kubectl_integration
 

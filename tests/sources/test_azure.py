@@ -20,10 +20,10 @@ import pytest
 from tests.fakes.azure_env import AzureEnv, azure_env, entra, managed_identity, test_ca  # noqa: F401
 from tests.fakes.entra import FakeEntra, FakeManagedIdentity, SilentEndpoint, TestCA, az_log
 from tests.sources.test_contract import MemoryKeyring, SourceContract, memory_keyring, profile_toml  # noqa: F401
-from tokend import config
-from tokend.broker import build_source
-from tokend.credential import Credential
-from tokend.errors import (
+from tokend.core import config
+from tokend.core.broker import build_source
+from tokend.core.credential import Credential
+from tokend.core.errors import (
     EXIT_FAILED,
     ConfigError,
     SourceError,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tokend import config
+from tokend.core import config
 from tokend.integrations import codex
 
 try:

@@ -22,11 +22,11 @@ import requests
 from tests.fakes.azure_env import AzureEnv, azure_env, entra, test_ca  # noqa: F401
 from tests.fakes.entra import USERNAME, FakeEntra
 from tests.sources.test_contract import profile_toml
-from tokend import config
-from tokend.broker import build_source
-from tokend.errors import EXIT_LOGIN, LoginRequired, SourceError
-from tokend.sources import azure_login
+from tokend.core import config
+from tokend.core.broker import build_source
+from tokend.core.errors import EXIT_LOGIN, LoginRequired, SourceError
 from tokend.sources.azure import AzureSource
+from tokend.sources.azure import login as azure_login
 from tokend.sources.base import FetchRequest, LoginContext
 
 DEVICE_GRANT = "urn:ietf:params:oauth:grant-type:device_code"

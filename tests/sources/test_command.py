@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from tokend.credential import Credential
-from tokend.errors import SourceError, SourceTimeout, SourceUnavailable
+from tokend.core.credential import Credential
+from tokend.core.errors import SourceError, SourceTimeout, SourceUnavailable
 from tokend.sources.base import FetchRequest
 from tokend.sources.command import CommandSource
 

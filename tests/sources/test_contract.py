@@ -31,10 +31,10 @@ import keyring.errors
 import pytest
 from jaraco.classes import properties
 
-from tokend import config
-from tokend.broker import build_source
-from tokend.credential import KINDS, Credential
-from tokend.errors import SourceUnavailable, TokendError
+from tokend.core import config
+from tokend.core.broker import build_source
+from tokend.core.credential import KINDS, Credential
+from tokend.core.errors import SourceUnavailable, TokendError
 from tokend.sources import registry
 from tokend.sources.base import BaseSource, FetchRequest, Option
 

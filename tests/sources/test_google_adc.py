@@ -20,7 +20,7 @@ import pytest
 from tests.fakes.google import FakeGoogle, fake_google, jwt_claims
 from tests.sources.google_helpers import AUDIENCE, TARGET_SA, World, fetch, token
 from tests.sources.test_contract import SourceContract
-from tokend.errors import ConfigError, SourceError
+from tokend.core.errors import ConfigError, SourceError
 from tokend.sources import registry
 from tokend.sources.google import GoogleSource
 
@@ -342,7 +342,7 @@ def test_option_combinations_are_checked(world: World, options: dict[str, object
 
 
 def test_profile_options_parse_from_toml() -> None:
-    from tokend import config
+    from tokend.core import config
 
     cfg = config.parse(
         textwrap.dedent(

@@ -16,7 +16,7 @@ import pytest
 
 from tests.fakes.google import FakeGoogle, fake_google
 from tests.sources.google_helpers import TARGET_SA, World, fetch
-from tokend.errors import (
+from tokend.core.errors import (
     EXIT_FAILED,
     EXIT_LOGIN,
     LoginRequired,
@@ -202,8 +202,8 @@ def test_google_auth_is_imported_only_by_a_google_fetch(tmp_path: Path) -> None:
     script = textwrap.dedent(
         f"""\
         import sys
-        from tokend import config
-        from tokend.broker import build_source
+        from tokend.core import config
+        from tokend.core.broker import build_source
         text = '[profiles.v]\\nsource = "google"\\ncredentials_file = "{tmp_path}/none.json"\\n'
         cfg = config.parse(text, None)
         source = build_source(cfg.profile("v"), lambda: 0.0)

@@ -12,9 +12,9 @@ import pytest
 
 from tests.fakes.google import FakeGoogle, fake_google
 from tests.sources.google_helpers import World, token
-from tokend import config
-from tokend.broker import Broker
-from tokend.config import Profile
+from tokend.core import config
+from tokend.core.broker import Broker
+from tokend.core.config import Profile
 from tokend.sources.base import BaseSource
 from tokend.sources.google import adc
 

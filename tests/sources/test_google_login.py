@@ -17,7 +17,7 @@ import requests
 
 from tests.fakes.google import FakeGoogle, fake_google
 from tests.sources.google_helpers import World, fetch, token
-from tokend.errors import SourceError, UsageError
+from tokend.core.errors import SourceError, UsageError
 from tokend.sources.base import LoginContext
 from tokend.sources.google import GoogleSource
 

@@ -12,10 +12,10 @@ import pytest
 from tests.conftest import FakeClock
 from tests.fakes.op import FakeOp, install_fake_op
 from tests.sources.test_contract import SourceContract, profile_toml
-from tokend import config
-from tokend.broker import Broker, build_source
-from tokend.credential import Credential
-from tokend.errors import LoginRequired, SourceError, SourceTimeout
+from tokend.core import config
+from tokend.core.broker import Broker, build_source
+from tokend.core.credential import Credential
+from tokend.core.errors import LoginRequired, SourceError, SourceTimeout
 from tokend.sources.base import BaseSource, FetchRequest
 
 SA_TOKEN = "ops_eyJzaWduSW5BZGRyZXNzIjoibXkuMXBhc3N3b3JkLmNvbSJ9-never-in-argv"

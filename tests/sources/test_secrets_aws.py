@@ -24,10 +24,10 @@ from tests.conftest import FakeClock
 from tests.fakes.aws_moto import BASE_KEY_ID, LEAKY, MotoServer, aws_files, moto_server
 from tests.fakes.aws_sts import black_hole
 from tests.sources.test_contract import SourceContract, profile_toml
-from tokend import config
-from tokend.broker import Broker, build_source
-from tokend.credential import Credential
-from tokend.errors import SourceError, SourceTimeout
+from tokend.core import config
+from tokend.core.broker import Broker, build_source
+from tokend.core.credential import Credential
+from tokend.core.errors import SourceError, SourceTimeout
 from tokend.sources.base import BaseSource, FetchRequest
 
 

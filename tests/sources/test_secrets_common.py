@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from tokend import config
 from tokend.cli.control import render_status
-from tokend.errors import ConfigError, LoginRequired, SourceError
+from tokend.core import config
+from tokend.core.errors import ConfigError, LoginRequired, SourceError
 from tokend.sources import registry, secretvalue
 
 SECRETS_SOURCES = (

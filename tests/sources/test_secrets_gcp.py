@@ -15,12 +15,12 @@ from tests.conftest import FakeClock
 from tests.fakes.gcp_secretmanager import FakeSecretManager, fake_secret_manager
 from tests.fakes.google import FakeGoogle, fake_google, routed
 from tests.sources.test_contract import SourceContract, toml_value
-from tokend import config
-from tokend.broker import Broker, build_source
-from tokend.credential import Credential
-from tokend.errors import ConfigError, LoginRequired, SourceError, SourceTimeout, SourceUnavailable
+from tokend.core import config
+from tokend.core.broker import Broker, build_source
+from tokend.core.credential import Credential
+from tokend.core.errors import ConfigError, LoginRequired, SourceError, SourceTimeout, SourceUnavailable
 from tokend.sources.base import BaseSource, FetchRequest
-from tokend.sources.gcp_secretmanager import GcpSecretManagerSource, crc32c
+from tokend.sources.google.secretmanager import GcpSecretManagerSource, crc32c
 
 SA = "reader@proj.iam.gserviceaccount.com"
 GOOGLE_VARS = ("GOOGLE_APPLICATION_CREDENTIALS", "CLOUDSDK_CONFIG", "GCE_METADATA_HOST", "GCE_METADATA_IP")

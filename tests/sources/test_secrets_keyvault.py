@@ -13,11 +13,11 @@ from tests.fakes.azure_env import AzureEnv, azure_env, entra, test_ca
 from tests.fakes.entra import FakeEntra, TestCA
 from tests.fakes.keyvault import FakeKeyVault, fake_keyvault
 from tests.sources.test_contract import SourceContract, toml_value
-from tokend import config
-from tokend.broker import Broker, build_source
-from tokend.credential import Credential
-from tokend.errors import ConfigError, SourceError, SourceTimeout
-from tokend.sources.azure_keyvault import scope_for
+from tokend.core import config
+from tokend.core.broker import Broker, build_source
+from tokend.core.credential import Credential
+from tokend.core.errors import ConfigError, SourceError, SourceTimeout
+from tokend.sources.azure.keyvault import scope_for
 from tokend.sources.base import BaseSource, FetchRequest
 
 __all__ = ["azure_env", "entra", "test_ca"]  # fixtures, used by name

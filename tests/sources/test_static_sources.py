@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from tokend import policy
-from tokend.errors import SourceError, SourceUnavailable
+from tokend.core import policy
+from tokend.core.errors import SourceError, SourceUnavailable
 from tokend.sources.base import BaseSource, FetchRequest
 from tokend.sources.demo import DemoSource
 from tokend.sources.env import EnvSource

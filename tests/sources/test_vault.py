@@ -16,10 +16,10 @@ import pytest
 from tests.conftest import FakeClock
 from tests.fakes.vault import DynamicRole, FakeVault, Role, fake_vault
 from tests.sources.test_contract import MemoryKeyring, SourceContract, memory_keyring, profile_toml
-from tokend import config
-from tokend.broker import build_source
-from tokend.credential import Credential
-from tokend.errors import ConfigError, LoginRequired, SourceError, SourceTimeout, SourceUnavailable
+from tokend.core import config
+from tokend.core.broker import build_source
+from tokend.core.credential import Credential
+from tokend.core.errors import ConfigError, LoginRequired, SourceError, SourceTimeout, SourceUnavailable
 from tokend.sources.base import FetchRequest
 from tokend.sources.vault import VaultSource
 

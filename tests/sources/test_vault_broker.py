@@ -11,8 +11,8 @@ import pytest
 
 from tests.conftest import FakeClock
 from tests.fakes.vault import DynamicRole, FakeVault, fake_vault
-from tokend import config
-from tokend.broker import Broker
+from tokend.core import config
+from tokend.core.broker import Broker
 
 VAULT_VARS = ("VAULT_ADDR", "VAULT_TOKEN", "VAULT_NAMESPACE", "VAULT_CACERT")
 
@@ -151,7 +151,7 @@ def test_renewed_lease_is_not_a_rotation(
 def test_expired_lease_with_vault_down_is_not_served(
     vault: FakeVault, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from tokend.errors import SourceError
+    from tokend.core.errors import SourceError
 
     vault.db_roles["app"] = DynamicRole(ttl=3600)
     broker = make_broker(vault, clock, monkeypatch)

@@ -9,7 +9,7 @@ import click
 
 from tokend import __version__
 from tokend.cli import control, get, inject, integrate, login, secret, serve, service, setup
-from tokend.errors import EXIT_FAILED, EXIT_USAGE, TokendError
+from tokend.core.errors import EXIT_FAILED, EXIT_USAGE, TokendError
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -24,7 +24,7 @@ for module in (get, serve, control, secret, login, integrate, service, setup, in
 
 def main() -> None:
     """Entry point: maps every TokendError to one stderr line and its exit status."""
-    # Log records are the daemon's (its handler comes from tokend.logs); a command
+    # Log records are the daemon's (its handler comes from tokend.core.logs); a command
     # reports a failure as its one stderr line, not also as a stray warning.
     logging.getLogger("tokend").addHandler(logging.NullHandler())
     try:

@@ -9,8 +9,8 @@ from typing import Any
 
 import click
 
-from tokend import client
-from tokend.durations import format_duration
+from tokend.client import control
+from tokend.core.durations import format_duration
 
 
 def _ago(ts: float | None, now: float) -> str:
@@ -72,7 +72,7 @@ def register(cli: click.Group) -> None:
     @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
     def status(as_json: bool) -> None:
         """Show each profile: state, expiry, refreshes, hits, last error (never a secret)."""
-        doc = client.status()
+        doc = control.status()
         if as_json:
             doc["time"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
             click.echo(json.dumps(doc, indent=2, sort_keys=True))
@@ -82,9 +82,9 @@ def register(cli: click.Group) -> None:
     @cli.command("stop")
     def stop() -> None:
         """Stop the running daemon."""
-        click.echo(client.control("stop"))
+        click.echo(control.run("stop"))
 
     @cli.command("reload")
     def reload() -> None:
         """Reload the config; cached credentials of changed profiles are dropped."""
-        click.echo(client.control("reload"))
+        click.echo(control.run("reload"))

@@ -8,9 +8,10 @@ import time
 
 import click
 
-from tokend import ci, fastpath, formats, paths
-from tokend.durations import parse_duration
-from tokend.errors import Relayed, UsageError
+from tokend import ci, formats
+from tokend.client import fastpath, paths
+from tokend.core.durations import parse_duration
+from tokend.core.errors import Relayed, UsageError
 
 
 def _duration(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
@@ -24,10 +25,10 @@ def _duration(ctx: click.Context, param: click.Parameter, value: str | None) -> 
 
 def daemonless(profile: str, fmt: str, min_ttl: float | None, refresh: bool, timeout: float) -> str:
     """Fetch through the cross-process cache in the runtime dir, no daemon involved."""
-    from tokend import config
-    from tokend.broker import Broker
-    from tokend.daemon.runtime import prepare_dir
-    from tokend.localcache import LocalCache
+    from tokend.client.rundir import prepare_dir
+    from tokend.core import config
+    from tokend.core.broker import Broker
+    from tokend.core.localcache import LocalCache
 
     rundir = paths.runtime_dir()
     prepare_dir(rundir)  # the same 0700 checks the daemon makes

@@ -8,8 +8,8 @@ from typing import NoReturn
 
 import click
 
-from tokend import envformats, inject
-from tokend.errors import UsageError
+from tokend.ci import envformats, inject
+from tokend.core.errors import UsageError
 
 EXIT_NOT_FOUND, EXIT_NOT_EXECUTABLE = 127, 126
 
@@ -54,7 +54,7 @@ def register(cli: click.Group) -> None:
         argv = list(command)
         if not mask:
             _execvpe(argv, env)
-        from tokend import masking
+        from tokend.ci import masking
 
         try:
             status = masking.run_masked(argv, env, inject.secrets(found))

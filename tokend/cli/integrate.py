@@ -14,7 +14,7 @@ import sys
 
 import click
 
-from tokend import config
+from tokend.core import config
 
 #: consumer name -> module implementing it
 CONSUMERS: dict[str, str] = {

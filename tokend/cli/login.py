@@ -14,11 +14,13 @@ import time
 
 import click
 
-from tokend import ci, client, config, paths
-from tokend.broker import build_source
-from tokend.daemon.runtime import prepare_dir
-from tokend.errors import DaemonUnreachable, LoginRequired, UsageError
-from tokend.locks import private_lock
+from tokend import ci
+from tokend.client import control, paths
+from tokend.client.rundir import prepare_dir
+from tokend.core import config
+from tokend.core.broker import build_source
+from tokend.core.errors import DaemonUnreachable, LoginRequired, UsageError
+from tokend.core.locks import private_lock
 from tokend.sources.base import BaseSource, LoginContext
 
 
@@ -42,7 +44,7 @@ def _profiles_sharing(cfg: config.Config, source: BaseSource) -> list[str]:
 def _forget(names: list[str]) -> None:
     for name in names:
         try:
-            client.control("drop", {"profile": name})
+            control.run("drop", {"profile": name})
         except DaemonUnreachable:
             return
 

@@ -8,8 +8,9 @@ import sys
 
 import click
 
-from tokend import client, config, paths
-from tokend.errors import DaemonUnreachable, UsageError
+from tokend.client import control, paths
+from tokend.core import config
+from tokend.core.errors import DaemonUnreachable, UsageError
 from tokend.sources.keyring import KeyringSource
 
 
@@ -28,10 +29,10 @@ def _forget(name: str) -> None:
     # A running daemon must not keep serving the previous value, nor the
     # daemonless cache (TOKEND_NO_DAEMON) for the rest of its ttl.
     with contextlib.suppress(DaemonUnreachable):
-        client.control("drop", {"profile": name})
+        control.run("drop", {"profile": name})
     cache_dir = os.path.join(paths.runtime_dir(), "cache")
     if os.path.isdir(cache_dir):
-        from tokend.localcache import LocalCache
+        from tokend.core.localcache import LocalCache
 
         LocalCache(cache_dir).forget(config.load().profile(name))
 

@@ -17,8 +17,10 @@ from typing import Any
 
 import click
 
-from tokend import config, configedit, setup_detect
-from tokend.errors import UsageError
+from tokend import setup_detect
+from tokend.core import config
+from tokend.core.errors import UsageError
+from tokend.integrations import configedit
 
 
 def _duplicate(existing: Mapping[str, Any], proposal: setup_detect.Proposal) -> str | None:

@@ -38,7 +38,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from tokend.durations import format_duration
+from tokend.core.durations import format_duration
 
 log = logging.getLogger(__name__)
 

@@ -12,14 +12,15 @@ import socket
 from collections.abc import Callable
 from pathlib import Path
 
-from tokend import config as config_mod
-from tokend import paths
-from tokend.broker import Broker, Cancellable
+from tokend.client import paths
+from tokend.client.rundir import prepare_dir
+from tokend.core import config as config_mod
+from tokend.core.broker import Broker, Cancellable
+from tokend.core.logs import setup_logging
 from tokend.daemon import runtime, systemd
 from tokend.daemon.clock import ClockWatcher, Jump
+from tokend.daemon.notify import LoginNotifier
 from tokend.daemon.server import Connection, Daemon, Limits
-from tokend.logs import setup_logging
-from tokend.notify import LoginNotifier
 
 log = logging.getLogger("tokend.daemon")
 
@@ -72,7 +73,7 @@ def serve(config_path: Path | None = None) -> int:
     setup_logging()
     config = config_mod.load(config_path)
     rundir = paths.runtime_dir()
-    runtime.prepare_dir(rundir)
+    prepare_dir(rundir)
     lock_fd = runtime.take_instance_lock(rundir)
     sock_path = paths.socket_path()
     inherited = systemd.listen_fds()

@@ -12,14 +12,15 @@ from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
-from tokend import formats, protocol
-from tokend.broker import HUNG_GRACE, Broker
-from tokend.config import Config
-from tokend.credential import Credential
+from tokend import formats
+from tokend.client import protocol
+from tokend.core.broker import HUNG_GRACE, Broker
+from tokend.core.config import Config
+from tokend.core.credential import Credential
+from tokend.core.durations import parse_duration
+from tokend.core.errors import EXIT_FAILED, EXIT_USAGE, SourceTimeout, TokendError
 from tokend.daemon.repeat import RepeatTracker
 from tokend.daemon.runtime import peer_uid
-from tokend.durations import parse_duration
-from tokend.errors import EXIT_FAILED, EXIT_USAGE, SourceTimeout, TokendError
 
 log = logging.getLogger(__name__)
 

@@ -11,7 +11,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from tokend.errors import TokendError
+from tokend.core.errors import TokendError
 
 log = logging.getLogger(__name__)
 

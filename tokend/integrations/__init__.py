@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from tokend.errors import ConfigError
+from tokend.core.errors import ConfigError
 
 
 def read_config(path: str, what: str) -> str:

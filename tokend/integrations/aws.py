@@ -13,8 +13,8 @@ import os
 import re
 import shlex
 
-from tokend import atomicfile, config
-from tokend.errors import UsageError
+from tokend.core import atomicfile, config
+from tokend.core.errors import UsageError
 
 _SECTION = re.compile(r"^\s*\[\s*([^\]]+?)\s*\]")
 _KEY = re.compile(r"^\s*([A-Za-z0-9_.-]+)\s*=")

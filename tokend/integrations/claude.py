@@ -15,8 +15,8 @@ import os
 import shlex
 from typing import Any
 
-from tokend import atomicfile
-from tokend.errors import ConfigError
+from tokend.core import atomicfile
+from tokend.core.errors import ConfigError
 from tokend.integrations import read_config
 
 KEY = "apiKeyHelper"

@@ -20,8 +20,8 @@ from typing import Any
 import tomlkit
 import tomlkit.items
 
-from tokend import atomicfile, config
-from tokend.errors import ConfigError
+from tokend.core import atomicfile, config
+from tokend.core.errors import ConfigError
 from tokend.integrations import read_config
 
 #: Vertex AI's OpenAI-compatible endpoint, for the user to fill in.

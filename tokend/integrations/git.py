@@ -19,8 +19,10 @@ import shlex
 import shutil
 import subprocess
 
-from tokend import config, configedit, hosts
-from tokend.errors import ConfigError, UsageError
+from tokend.client import hosts
+from tokend.core import config
+from tokend.core.errors import ConfigError, UsageError
+from tokend.integrations import configedit
 
 HELPER_NAME = "git-credential-tokend"
 GIT_TIMEOUT = 10.0

@@ -15,8 +15,8 @@ import json
 import os
 from typing import Any
 
-from tokend import atomicfile, config
-from tokend.errors import UsageError
+from tokend.core import atomicfile, config
+from tokend.core.errors import UsageError
 
 API_VERSION = "client.authentication.k8s.io/v1"
 

@@ -20,8 +20,9 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 
-from tokend import atomicfile, client
-from tokend.errors import DaemonUnreachable, TokendError
+from tokend.client import control
+from tokend.core import atomicfile
+from tokend.core.errors import DaemonUnreachable, TokendError
 
 #: Bound on every service-manager command (they talk to a daemon that may hang).
 COMMAND_TIMEOUT = 30.0
@@ -203,7 +204,7 @@ def tokend_executable() -> str:
 def running_daemon_pid() -> int | None:
     """The pid of a daemon answering on the socket, if one does."""
     try:
-        pid = client.status().get("pid")
+        pid = control.status().get("pid")
     except (DaemonUnreachable, TokendError, ValueError):
         return None
     return pid if isinstance(pid, int) else None
@@ -214,7 +215,7 @@ def stop_daemon(pid: int) -> Call:
 
     def stop() -> None:
         with contextlib.suppress(DaemonUnreachable):
-            client.control("stop")
+            control.run("stop")
         deadline = time.monotonic() + STOP_WAIT
         while time.monotonic() < deadline:
             try:

@@ -6,7 +6,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol
 
-from tokend.credential import Credential
+from tokend.core.credential import Credential
 
 
 @dataclass(frozen=True)

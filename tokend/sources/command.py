@@ -14,8 +14,8 @@ import subprocess
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
-from tokend.credential import Credential
-from tokend.errors import SourceError, SourceTimeout, SourceUnavailable
+from tokend.core.credential import Credential
+from tokend.core.errors import SourceError, SourceTimeout, SourceUnavailable
 from tokend.sources.base import BaseSource, FetchRequest, Option
 from tokend.sources.children import Children, kill_group
 

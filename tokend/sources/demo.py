@@ -10,7 +10,7 @@ import secrets
 import time
 from typing import ClassVar
 
-from tokend.credential import Credential
+from tokend.core.credential import Credential
 from tokend.sources.base import BaseSource, FetchRequest, Option
 
 

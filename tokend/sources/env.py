@@ -5,8 +5,8 @@ from __future__ import annotations
 import os
 from typing import ClassVar
 
-from tokend.credential import Credential
-from tokend.errors import SourceUnavailable
+from tokend.core.credential import Credential
+from tokend.core.errors import SourceUnavailable
 from tokend.sources.base import BaseSource, FetchRequest, Option
 from tokend.sources.static import TTL_OPTION, static_secret
 

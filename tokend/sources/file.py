@@ -6,8 +6,8 @@ import os
 import stat
 from typing import ClassVar
 
-from tokend.credential import Credential
-from tokend.errors import SourceError, SourceUnavailable
+from tokend.core.credential import Credential
+from tokend.core.errors import SourceError, SourceUnavailable
 from tokend.sources.base import BaseSource, FetchRequest, Option
 from tokend.sources.static import TTL_OPTION, static_secret
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from tokend import ci
-from tokend.credential import Credential
-from tokend.errors import SourceError, SourceUnavailable
+from tokend.core.credential import Credential
+from tokend.core.errors import SourceError, SourceUnavailable
 from tokend.sources.base import BaseSource, FetchRequest, Option
 from tokend.sources.static import TTL_OPTION, static_secret
 

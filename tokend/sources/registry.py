@@ -23,10 +23,10 @@ BUILTIN: dict[str, str] = {
     "azure": "tokend.sources.azure:AzureSource",
     "aws": "tokend.sources.aws:AwsSource",
     # Secrets managers (static secrets, Vault's dynamic ones)
-    "aws-secretsmanager": "tokend.sources.aws_secrets:AwsSecretsManagerSource",
-    "aws-ssm": "tokend.sources.aws_secrets:AwsSsmSource",
-    "gcp-secretmanager": "tokend.sources.gcp_secretmanager:GcpSecretManagerSource",
-    "azure-keyvault": "tokend.sources.azure_keyvault:AzureKeyVaultSource",
+    "aws-secretsmanager": "tokend.sources.aws.secrets:AwsSecretsManagerSource",
+    "aws-ssm": "tokend.sources.aws.secrets:AwsSsmSource",
+    "gcp-secretmanager": "tokend.sources.google.secretmanager:GcpSecretManagerSource",
+    "azure-keyvault": "tokend.sources.azure.keyvault:AzureKeyVaultSource",
     "vault": "tokend.sources.vault:VaultSource",
     "1password": "tokend.sources.onepassword:OnePasswordSource",
 }

@@ -12,8 +12,8 @@ import time
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
-from tokend.credential import Credential
-from tokend.errors import SourceError, TokendError
+from tokend.core.credential import Credential
+from tokend.core.errors import SourceError, TokendError
 from tokend.sources.base import BaseSource, FetchRequest, Option
 from tokend.sources.static import TTL_OPTION, static_secret
 

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from tokend import policy
-from tokend.credential import Credential
+from tokend.core import policy
+from tokend.core.credential import Credential
 from tokend.sources.base import Option
 
 TTL_OPTION = Option(

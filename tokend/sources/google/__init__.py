@@ -17,10 +17,10 @@ import shutil
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from tokend import oidc
-from tokend.credential import Credential
-from tokend.durations import format_duration
-from tokend.errors import ConfigError
+from tokend.ci import oidc
+from tokend.core.credential import Credential
+from tokend.core.durations import format_duration
+from tokend.core.errors import ConfigError
 from tokend.sources.base import BaseSource, FetchRequest, LoginContext, Option
 from tokend.sources.google.adc import AdcFile, IdentityStamp, adc_file
 
@@ -58,7 +58,7 @@ class GoogleSource(BaseSource):
         "oauth_client_file": Option(
             "str", help="OAuth client JSON (Desktop app) for tokend login's own flow or gcloud's"
         ),
-        # CI: workload identity federation with the job's OIDC token, no stored key (tokend/oidc.py).
+        # CI: workload identity federation with the job's OIDC token, no stored key (tokend/ci/oidc.py).
         "workload_identity_provider": Option(
             "str", help="with oidc: projects/N/locations/global/workloadIdentityPools/POOL/providers/P"
         ),

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import google.auth.exceptions as gexc
 
-from tokend.errors import LoginRequired, SourceError, TokendError
+from tokend.core.errors import LoginRequired, SourceError, TokendError
 
 if TYPE_CHECKING:
     from tokend.sources.google.tokens import Plan

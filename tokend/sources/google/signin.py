@@ -30,8 +30,8 @@ import webbrowser
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from tokend import atomicfile
-from tokend.errors import SourceError, UsageError
+from tokend.core import atomicfile
+from tokend.core.errors import SourceError, UsageError
 from tokend.sources.base import LoginContext
 from tokend.sources.google.adc import AdcFile
 

@@ -26,8 +26,8 @@ from google.auth import compute_engine, impersonated_credentials
 from google.auth.compute_engine import _metadata
 from google.oauth2 import service_account
 
-from tokend.credential import Credential
-from tokend.errors import SourceError, SourceTimeout, SourceUnavailable, TokendError
+from tokend.core.credential import Credential
+from tokend.core.errors import SourceError, SourceTimeout, SourceUnavailable, TokendError
 from tokend.sources.google.adc import AdcFile
 from tokend.sources.google.errors import USER_KINDS, map_error
 

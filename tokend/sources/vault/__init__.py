@@ -26,9 +26,9 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
-from tokend import policy
-from tokend.credential import Credential
-from tokend.errors import ConfigError, SourceUnavailable, TokendError
+from tokend.core import policy
+from tokend.core.credential import Credential
+from tokend.core.errors import ConfigError, SourceUnavailable, TokendError
 from tokend.sources import secretvalue
 from tokend.sources.base import BaseSource, FetchRequest, Option
 from tokend.sources.vault.auth import METHODS, Authenticator, Token

@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from tokend.errors import REDACTOR, ConfigError, LoginRequired, SourceError, SourceUnavailable
+from tokend.core.errors import REDACTOR, ConfigError, LoginRequired, SourceError, SourceUnavailable
 from tokend.sources.vault.http import VaultClient, VaultHttpError
 
 log = logging.getLogger(__name__)

@@ -11,7 +11,7 @@ import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from tokend.errors import SourceError, SourceTimeout
+from tokend.core.errors import SourceError, SourceTimeout
 
 if TYPE_CHECKING:
     import requests

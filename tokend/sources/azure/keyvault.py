@@ -16,8 +16,8 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import quote, urlsplit
 
-from tokend.credential import Credential
-from tokend.errors import ConfigError, SourceError, SourceTimeout, TokendError
+from tokend.core.credential import Credential
+from tokend.core.errors import ConfigError, SourceError, SourceTimeout, TokendError
 from tokend.sources import secretvalue
 from tokend.sources.base import BaseSource, FetchRequest, LoginContext, Option
 

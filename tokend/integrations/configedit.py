@@ -1,7 +1,7 @@
 """Editing tokend's own config file (``tokend setup``, ``tokend integrate git``).
 
 tomlkit keeps the user's comments, order and layout; the new text is checked
-with ``tokend.config.parse`` before it atomically replaces the file (mode
+with ``tokend.core.config.parse`` before it atomically replaces the file (mode
 0600: the config may run commands, and ``tokend`` refuses one others can write).
 """
 
@@ -15,8 +15,8 @@ import tomlkit
 import tomlkit.exceptions
 import tomlkit.items
 
-from tokend import atomicfile, config
-from tokend.errors import ConfigError
+from tokend.core import atomicfile, config
+from tokend.core.errors import ConfigError
 
 
 def read(path: Path) -> tomlkit.TOMLDocument:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import sys
 
-from tokend import helperlib
+from tokend.client import helperlib
 
 USAGE = "usage: git-credential-tokend get|store|erase (run by git: git config credential.helper ...)"
 MAX_INPUT = 64 * 1024

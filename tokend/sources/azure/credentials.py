@@ -20,7 +20,7 @@ import threading
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from tokend.errors import REDACTOR, SourceError, SourceUnavailable
+from tokend.core.errors import REDACTOR, SourceError, SourceUnavailable
 
 if TYPE_CHECKING:
     from azure.core.credentials import SupportsTokenInfo
@@ -158,11 +158,11 @@ def build(kind: str, settings: Mapping[str, Any], profile: str, timeout: float) 
 def _federated(
     kind: str, settings: Mapping[str, Any], profile: str, timeout: float, net: dict[str, Any]
 ) -> SupportsTokenInfo:
-    """Workload identity federation with the CI job's OIDC token (tokend/oidc.py) as client assertion."""
+    """Workload identity federation with the CI job's OIDC token (tokend/ci/oidc.py) as client assertion."""
     import azure.identity as ai
 
-    from tokend import oidc
-    from tokend.errors import ConfigError
+    from tokend.ci import oidc
+    from tokend.core.errors import ConfigError
 
     oidc.check(settings, profile)
     if kind != "workload-identity":

@@ -12,7 +12,7 @@ import time
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
-from tokend.sources.aws_session import AwsCreds, client_config
+from tokend.sources.aws.session import AwsCreds, client_config
 
 # Amazon Bedrock short-term API keys, as aws-bedrock-token-generator makes them.
 BEDROCK_HOST = "bedrock.amazonaws.com"

@@ -1,8 +1,8 @@
 """What the git and docker credential helpers share: the ``[hosts]`` route and one credential.
 
 Stdlib only, like tokend-print's hot path: the routes come straight from the
-config file's ``[hosts]`` table (``tokend.config`` validates the same table
-with the same rules from ``tokend.hosts``), the credential from the daemon
+config file's ``[hosts]`` table (``tokend.core.config`` validates the same table
+with the same rules from ``tokend.client.hosts``), the credential from the daemon
 through the fast path's protocol client, autostart and daemonless fallback
 included (``tokend get --no-daemon`` in a child, whose output is read here).
 """
@@ -16,7 +16,7 @@ import stat
 import sys
 import time
 
-from tokend import fastpath, hosts
+from tokend.client import fastpath, hosts
 
 TYPE_CHECKING = False  # typing (and calendar) cost milliseconds to import on this hot path
 if TYPE_CHECKING:
@@ -41,7 +41,7 @@ class HelperError(Exception):
 
 
 def config_path() -> str:
-    """The tokend config, found as ``tokend.config.default_path`` finds it."""
+    """The tokend config, found as ``tokend.core.config.default_path`` finds it."""
     explicit = os.environ.get("TOKEND_CONFIG")
     if explicit:
         return os.path.expanduser(explicit)

@@ -15,7 +15,8 @@ from __future__ import annotations
 import json
 import sys
 
-from tokend import __version__, helperlib, hosts
+from tokend import __version__
+from tokend.client import helperlib, hosts
 
 NOT_FOUND = "credentials not found in native keychain"
 USAGE = "usage: docker-credential-tokend get|list|store|erase|version"

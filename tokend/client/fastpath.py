@@ -11,7 +11,7 @@ import posix  # os's C core: ``import os`` alone would add ~1 ms to every call
 import sys
 import time
 
-from tokend import paths, protocol
+from tokend.client import paths, protocol
 
 USAGE = "usage: tokend-print PROFILE [--format F] [--min-ttl D] [--refresh] [--refresh-on-repeat]"
 DEFAULT_TIMEOUT = 4.0
@@ -92,7 +92,7 @@ def _truthy(name: str) -> bool:
 
 def no_daemon() -> bool:
     """``TOKEND_NO_DAEMON`` when set, else ``CI=true``: a CI job has no daemon to share
-    (tokend/ci.py says the same for the full CLI)."""
+    (tokend/ci/__init__.py says the same for the full CLI)."""
     if (getenv("TOKEND_NO_DAEMON") or "").strip():
         return _truthy("TOKEND_NO_DAEMON")
     return _truthy("CI")

@@ -16,12 +16,12 @@ from collections.abc import Callable
 
 from filelock import Timeout
 
-from tokend import atomicfile
-from tokend.config import Profile
-from tokend.credential import Credential
-from tokend.daemon.runtime import prepare_dir
-from tokend.errors import SourceTimeout
-from tokend.locks import private_lock
+from tokend.client.rundir import prepare_dir
+from tokend.core import atomicfile
+from tokend.core.config import Profile
+from tokend.core.credential import Credential
+from tokend.core.errors import SourceTimeout
+from tokend.core.locks import private_lock
 
 FORMAT_VERSION = 1
 

@@ -20,9 +20,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from tokend import atomicfile
-from tokend.errors import LoginRequired, SourceError
-from tokend.sources.azure_credentials import DEVELOPER_CLIENT_ID, network_kwargs
+from tokend.core import atomicfile
+from tokend.core.errors import LoginRequired, SourceError
+from tokend.sources.azure.credentials import DEVELOPER_CLIENT_ID, network_kwargs
 
 if TYPE_CHECKING:
     from azure.core.credentials import AccessTokenInfo

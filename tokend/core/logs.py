@@ -6,7 +6,7 @@ import logging
 import os
 import sys
 
-from tokend.errors import scrub
+from tokend.core.errors import scrub
 
 
 class RedactingFilter(logging.Filter):

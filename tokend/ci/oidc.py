@@ -22,8 +22,8 @@ import re
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from tokend import paths
-from tokend.errors import REDACTOR, ConfigError, SourceError, SourceTimeout
+from tokend.client import paths
+from tokend.core.errors import REDACTOR, ConfigError, SourceError, SourceTimeout
 from tokend.sources.base import Option
 
 #: Default audiences, as the clouds' own GitHub actions request them.
@@ -175,7 +175,7 @@ def google_credentials_file(provider: str, token: str, *, rundir: str | None = N
     Both files live, 0600, in the runtime directory only while one fetch runs
     (google-auth reads the subject token from a file or a URL, not from memory).
     """
-    from tokend.daemon.runtime import prepare_dir
+    from tokend.client.rundir import prepare_dir
 
     directory = os.path.join(rundir or paths.runtime_dir(), "oidc")
     prepare_dir(os.path.dirname(directory))

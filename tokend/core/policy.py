@@ -10,7 +10,7 @@ from __future__ import annotations
 import enum
 import random
 
-from tokend.credential import Credential
+from tokend.core.credential import Credential
 
 DEFAULT_MIN_TTL = 300.0  # never hand out less than 5 minutes of life
 DEFAULT_FETCH_TIMEOUT = 30.0  # bound on one upstream fetch

@@ -20,8 +20,8 @@ import secrets
 import shlex
 from collections.abc import Callable, Mapping, Sequence
 
-from tokend.errors import REDACTOR, UsageError
-from tokend.inject import Var
+from tokend.ci.inject import Var
+from tokend.core.errors import REDACTOR, UsageError
 
 FORMATS = ("shell", "dotenv", "github", "gitlab")
 #: Shorter secrets would mask ordinary words in the log (tokend's redactor uses the same floor).

@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from tokend import paths, protocol
-from tokend.errors import DaemonUnreachable, Relayed
+from tokend.client import paths, protocol
+from tokend.core.errors import DaemonUnreachable, Relayed
 
 CONTROL_TIMEOUT = 5.0
 
@@ -25,7 +25,7 @@ def request(
         raise DaemonUnreachable(f"daemon at {path} failed to answer: {e}") from None
 
 
-def control(op: str, fields: dict[str, str] | None = None) -> str:
+def run(op: str, fields: dict[str, str] | None = None) -> str:
     """Run a control operation; its reply text, or the daemon's error raised."""
     status, body = request(op, fields)
     text = body.decode("utf-8", "replace").strip()
@@ -35,5 +35,5 @@ def control(op: str, fields: dict[str, str] | None = None) -> str:
 
 
 def status() -> dict[str, Any]:
-    doc: dict[str, Any] = json.loads(control("status"))
+    doc: dict[str, Any] = json.loads(run("status"))
     return doc

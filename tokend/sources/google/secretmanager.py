@@ -17,8 +17,8 @@ import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from tokend.credential import Credential
-from tokend.errors import ConfigError, SourceError, SourceTimeout, TokendError
+from tokend.core.credential import Credential
+from tokend.core.errors import ConfigError, SourceError, SourceTimeout, TokendError
 from tokend.sources import secretvalue
 from tokend.sources.base import BaseSource, FetchRequest, LoginContext, Option
 

@@ -14,8 +14,8 @@ import re
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, ClassVar
 
-from tokend.credential import Credential
-from tokend.errors import SourceError
+from tokend.core.credential import Credential
+from tokend.core.errors import SourceError
 from tokend.sources import secretvalue
 from tokend.sources.base import BaseSource, FetchRequest, Option
 
@@ -77,7 +77,7 @@ class _AwsSecretSource(BaseSource):
         raise NotImplementedError
 
     def fetch(self, request: FetchRequest) -> Credential:
-        from tokend.sources import aws_session as aws
+        from tokend.sources.aws import session as aws
 
         with aws.translated(profile=self.profile), _named(self.what, self.profile):
             session = aws.new_session(self.settings["aws_profile"], request.timeout, self._children)

@@ -24,11 +24,11 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Protocol
 
-from tokend import policy
-from tokend.config import Config, Profile
-from tokend.credential import Credential
-from tokend.durations import format_duration
-from tokend.errors import REDACTOR, SourceError, SourceTimeout, TokendError, UsageError
+from tokend.core import policy
+from tokend.core.config import Config, Profile
+from tokend.core.credential import Credential
+from tokend.core.durations import format_duration
+from tokend.core.errors import REDACTOR, SourceError, SourceTimeout, TokendError, UsageError
 from tokend.sources import registry
 from tokend.sources.base import BaseSource, FetchRequest
 
@@ -47,7 +47,7 @@ Scheduler = Callable[[float, Callable[[], None]], Cancellable]
 
 
 class SharedStore(Protocol):
-    """A cross-process cache (daemonless mode): see ``tokend.localcache``."""
+    """A cross-process cache (daemonless mode): see ``tokend.core.localcache``."""
 
     def load(self, profile: Profile) -> Credential | None: ...
 
@@ -64,7 +64,7 @@ class SharedStore(Protocol):
 SourceFactory = Callable[[Profile, Callable[[], float]], BaseSource]
 
 #: ``on_failure(profile, source, error)``: told of every failed fetch after its
-#: waiters were (the daemon's login notification, tokend/notify.py).
+#: waiters were (the daemon's login notification, tokend/daemon/notify.py).
 FailureHook = Callable[[Profile, BaseSource, TokendError], None]
 
 

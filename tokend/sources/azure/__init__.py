@@ -21,9 +21,9 @@ import re
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any, ClassVar
 
-from tokend import oidc
-from tokend.credential import Credential
-from tokend.errors import (
+from tokend.ci import oidc
+from tokend.core.credential import Credential
+from tokend.core.errors import (
     ConfigError,
     LoginRequired,
     SourceError,
@@ -32,7 +32,8 @@ from tokend.errors import (
     TokendError,
     UsageError,
 )
-from tokend.sources import azure_credentials, azure_login
+from tokend.sources.azure import credentials as azure_credentials
+from tokend.sources.azure import login as azure_login
 from tokend.sources.base import BaseSource, FetchRequest, LoginContext, Option
 
 KINDS = (

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from tokend.errors import LoginRequired, SourceError, SourceTimeout, SourceUnavailable, TokendError
+from tokend.core.errors import LoginRequired, SourceError, SourceTimeout, SourceUnavailable, TokendError
 from tokend.sources.children import Children, kill_group
 
 #: Instance metadata (IMDS) bounds: botocore's own defaults (1 s, one attempt)

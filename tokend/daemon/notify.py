@@ -18,8 +18,8 @@ import time
 from collections.abc import Callable
 
 from tokend import ci
-from tokend.config import Profile
-from tokend.errors import LoginRequired, TokendError
+from tokend.core.config import Profile
+from tokend.core.errors import LoginRequired, TokendError
 from tokend.sources.base import BaseSource
 
 log = logging.getLogger(__name__)

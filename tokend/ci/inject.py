@@ -15,9 +15,10 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-from tokend import formats, paths
-from tokend.credential import Credential
-from tokend.errors import UsageError
+from tokend import formats
+from tokend.client import paths
+from tokend.core.credential import Credential
+from tokend.core.errors import UsageError
 
 _VAR = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _PROFILE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}")
@@ -55,10 +56,10 @@ def fetch(profiles: Iterable[str], timeout: float | None = None) -> dict[str, Cr
     """One credential per profile, fetched concurrently in this process (shared local cache)."""
     from concurrent.futures import Future
 
-    from tokend import config
-    from tokend.broker import Broker
-    from tokend.daemon.runtime import prepare_dir
-    from tokend.localcache import LocalCache
+    from tokend.client.rundir import prepare_dir
+    from tokend.core import config
+    from tokend.core.broker import Broker
+    from tokend.core.localcache import LocalCache
 
     names = list(dict.fromkeys(profiles))
     cfg = config.load()

@@ -11,8 +11,8 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from tokend.errors import SourceError
-from tokend.sources.aws_session import AwsCreds
+from tokend.core.errors import SourceError
+from tokend.sources.aws.session import AwsCreds
 
 KEYRING_SERVICE = "tokend-aws-mfa"
 

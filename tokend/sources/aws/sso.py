@@ -16,7 +16,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from tokend.errors import SourceError, SourceTimeout
+from tokend.core.errors import SourceError, SourceTimeout
 from tokend.sources.base import LoginContext
 
 #: The device-flow defaults of RFC 8628 (section 3.5), as the AWS CLI uses them.
@@ -214,7 +214,7 @@ def login(session: Any, sso: SsoConfig, ctx: LoginContext, *, timeout: float = 3
     from botocore import UNSIGNED
     from botocore.utils import JSONFileCache
 
-    from tokend.sources.aws_session import client_config, translated
+    from tokend.sources.aws.session import client_config, translated
 
     with translated(profile=ctx.profile):
         client = session.create_client(

@@ -15,9 +15,10 @@ import shlex
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
-from tokend import oidc, policy
-from tokend.credential import Credential
-from tokend.errors import ConfigError, LoginRequired, TokendError, UsageError
+from tokend.ci import oidc
+from tokend.core import policy
+from tokend.core.credential import Credential
+from tokend.core.errors import ConfigError, LoginRequired, TokendError, UsageError
 from tokend.sources.base import BaseSource, FetchRequest, LoginContext, Option
 
 #: STS AssumeRole limits (DurationSeconds).
@@ -71,7 +72,7 @@ class AwsSource(BaseSource):
     # -- fetch ----------------------------------------------------------------------
 
     def fetch(self, request: FetchRequest) -> Credential:
-        from tokend.sources import aws_session as aws
+        from tokend.sources.aws import session as aws
 
         self._check_settings()
         if self.settings.get("oidc"):
@@ -129,7 +130,7 @@ class AwsSource(BaseSource):
                 )
 
     def _assume(self, session: Any, base: Any, timeout: float) -> Any:
-        from tokend.sources.aws_session import AwsCreds, client_config
+        from tokend.sources.aws.session import AwsCreds, client_config
 
         s = self.settings
         sts = session.create_client(
@@ -151,8 +152,8 @@ class AwsSource(BaseSource):
 
         from botocore import UNSIGNED
 
-        from tokend.sources import aws_session as aws
-        from tokend.sources.aws_session import AwsCreds
+        from tokend.sources.aws import session as aws
+        from tokend.sources.aws.session import AwsCreds
 
         s = self.settings
         deadline = time.monotonic() + request.timeout
@@ -176,7 +177,7 @@ class AwsSource(BaseSource):
             return self._serve(session, creds, left)
 
     def _serve(self, session: Any, creds: Any, timeout: float) -> Credential:
-        from tokend.sources import aws_tokens
+        from tokend.sources.aws import tokens as aws_tokens
 
         now = self.clock()
         kind = self.settings["token"]
@@ -230,7 +231,7 @@ class AwsSource(BaseSource):
         return f"aws-mfa:{self.settings['mfa_serial']}:{self.settings['aws_profile'] or ''}"
 
     def _mfa_session(self) -> Any:
-        from tokend.sources import aws_mfa
+        from tokend.sources.aws import mfa as aws_mfa
 
         session = aws_mfa.load(self._mfa_identity())
         if session is None or (session.expires_at or 0) - self.clock() < policy.DEFAULT_MIN_TTL:
@@ -239,8 +240,8 @@ class AwsSource(BaseSource):
         return session
 
     def _mfa_login(self, ctx: LoginContext) -> None:
-        from tokend.sources import aws_mfa
-        from tokend.sources import aws_session as aws
+        from tokend.sources.aws import mfa as aws_mfa
+        from tokend.sources.aws import session as aws
 
         serial = self.settings["mfa_serial"]
         if ctx.prompt is None:
@@ -263,8 +264,8 @@ class AwsSource(BaseSource):
     # -- login ---------------------------------------------------------------------------
 
     def _sso(self) -> tuple[Any, Any]:
-        from tokend.sources import aws_session as aws
-        from tokend.sources import aws_sso
+        from tokend.sources.aws import session as aws
+        from tokend.sources.aws import sso as aws_sso
 
         with aws.translated(profile=self.profile):
             session = aws.new_session(self.settings["aws_profile"], LOGIN_CALL_TIMEOUT)
@@ -281,7 +282,7 @@ class AwsSource(BaseSource):
         return sso.identity if sso is not None else super().identity()
 
     def login(self, ctx: LoginContext) -> None:
-        from tokend.sources import aws_sso
+        from tokend.sources.aws import sso as aws_sso
 
         if self.settings["mfa_serial"]:
             self._mfa_login(ctx)
@@ -292,7 +293,8 @@ class AwsSource(BaseSource):
         aws_sso.login(session, sso, ctx, timeout=LOGIN_CALL_TIMEOUT)
 
     def logout(self) -> None:
-        from tokend.sources import aws_mfa, aws_sso
+        from tokend.sources.aws import mfa as aws_mfa
+        from tokend.sources.aws import sso as aws_sso
 
         if self.settings["mfa_serial"]:
             aws_mfa.forget(self._mfa_identity())

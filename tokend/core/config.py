@@ -16,10 +16,10 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from tokend import hosts as host_routes
-from tokend import policy
-from tokend.durations import parse_duration
-from tokend.errors import ConfigError, UnknownProfile
+from tokend.client import hosts as host_routes
+from tokend.core import policy
+from tokend.core.durations import parse_duration
+from tokend.core.errors import ConfigError, UnknownProfile
 from tokend.sources import registry
 from tokend.sources.base import Option
 
@@ -78,7 +78,7 @@ class Profile:
 class Config:
     path: Path | None  # None: the built-in default
     profiles: Mapping[str, Profile]
-    #: ``[hosts]``: git host / registry -> the profile serving it (tokend/hosts.py)
+    #: ``[hosts]``: git host / registry -> the profile serving it (tokend/client/hosts.py)
     hosts: Mapping[str, host_routes.Route] = field(default_factory=lambda: MappingProxyType({}))
 
     def profile(self, name: str) -> Profile:
@@ -156,7 +156,7 @@ def parse(text: str, path: Path | None) -> Config:
 def _hosts(
     table: Mapping[str, Any], profiles: Mapping[str, Profile], where: str
 ) -> dict[str, host_routes.Route]:
-    """``[hosts]``: git host / registry -> profile (tokend/hosts.py), each naming a profile."""
+    """``[hosts]``: git host / registry -> profile (tokend/client/hosts.py), each naming a profile."""
     routes = {}
     for key, value in table.items():
         keypath = f"hosts.{json.dumps(key)}"
