@@ -31,12 +31,12 @@ import keyring.errors
 import pytest
 from jaraco.classes import properties
 
+from tests.sources import brokered
 from tokend.core import config
-from tokend.core.broker import build_source
 from tokend.core.credential import KINDS, Credential
 from tokend.core.errors import SourceUnavailable, TokendError
 from tokend.sources import registry
-from tokend.sources.base import BaseSource, FetchRequest, Option
+from tokend.sources.base import BaseSource, Option
 
 ROOT = Path(__file__).resolve().parents[2]
 OPTION_TYPES = {"str", "duration", "strlist", "bool", "int", "table"}
@@ -88,8 +88,7 @@ class SourceContract:
 
     def build(self, options: Mapping[str, Any], clock: Any) -> BaseSource:
         # Through the config loader and the broker's factory, as the daemon builds it.
-        profile = config.parse(profile_toml(self.source_name, options), None).profile("contract")
-        return build_source(profile, clock)
+        return brokered.build(config.parse(profile_toml(self.source_name, options), None), "contract", clock)
 
     @pytest.fixture
     def source(self, options: dict[str, Any], clock: Any) -> BaseSource:
@@ -107,7 +106,7 @@ class SourceContract:
         assert source.profile == "contract"
 
     def test_fetch_returns_a_valid_credential(self, source: BaseSource, clock: Any) -> None:
-        cred = source.fetch(FetchRequest(profile="contract", timeout=10.0))
+        cred = source.fetch(brokered.request(source))
         assert isinstance(cred, Credential)
         assert cred.kind in KINDS
         now = clock()
@@ -121,8 +120,8 @@ class SourceContract:
         assert all(v not in text for v in values)
 
     def test_fetch_again_and_forced(self, source: BaseSource) -> None:
-        first = source.fetch(FetchRequest(profile="contract", timeout=10.0))
-        again = source.fetch(FetchRequest(profile="contract", timeout=10.0, forced=True))
+        first = source.fetch(brokered.request(source))
+        again = source.fetch(brokered.request(source, forced=True))
         assert again.kind == first.kind
 
     def test_close_is_safe(self, source: BaseSource) -> None:
@@ -136,7 +135,7 @@ class SourceContract:
             pytest.skip(f"source {self.source_name!r} always has something to try")
         source = self.build(unavailable_options, clock)
         with pytest.raises(SourceUnavailable) as info:
-            source.fetch(FetchRequest(profile="contract", timeout=10.0))
+            source.fetch(brokered.request(source))
         assert info.value.profile == "contract"
 
 
@@ -314,6 +313,13 @@ def default_has_type(opt: Option) -> bool:
     return False
 
 
+#: Required options whose shape ``validate`` checks: a valid value of each.
+VALID_SAMPLES: dict[str, dict[str, Any]] = {
+    "azure-keyvault": {"vault_url": "https://v.vault.azure.net", "name": "x"},
+    "gcp-secretmanager": {"name": "projects/p/secrets/s"},
+}
+
+
 @pytest.mark.parametrize("name", registry.names())
 def test_only_required_options_are_needed(name: str) -> None:
     cls = registry.lookup(name)
@@ -321,6 +327,7 @@ def test_only_required_options_are_needed(name: str) -> None:
     required = {k: o for k, o in cls.options.items() if o.required}
     samples = {"str": "x", "duration": "5m", "strlist": ["x"], "bool": True, "int": 1, "table": {"K": "v"}}
     options = {k: (o.choices[0] if o.choices else samples[o.type]) for k, o in required.items()}
+    options.update(VALID_SAMPLES.get(name, {}))  # values validate() accepts
     profile = config.parse(profile_toml(name, options), None).profile("contract")
     assert set(profile.options) == set(cls.options)  # every option has a value, defaults filled in
     for key in required:

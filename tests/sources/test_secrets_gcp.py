@@ -14,13 +14,15 @@ import pytest
 from tests.conftest import FakeClock
 from tests.fakes.gcp_secretmanager import FakeSecretManager, fake_secret_manager
 from tests.fakes.google import FakeGoogle, fake_google, routed
+from tests.sources import brokered
 from tests.sources.test_contract import SourceContract, toml_value
 from tokend.core import config
 from tokend.core.broker import Broker, build_source
 from tokend.core.credential import Credential
 from tokend.core.errors import ConfigError, LoginRequired, SourceError, SourceTimeout, SourceUnavailable
-from tokend.sources.base import BaseSource, FetchRequest
-from tokend.sources.google.secretmanager import GcpSecretManagerSource, crc32c
+from tokend.sources.base import BaseSource
+from tokend.sources.google import GoogleSource
+from tokend.sources.google.secretmanager import crc32c
 
 SA = "reader@proj.iam.gserviceaccount.com"
 GOOGLE_VARS = ("GOOGLE_APPLICATION_CREDENTIALS", "CLOUDSDK_CONFIG", "GCE_METADATA_HOST", "GCE_METADATA_IP")
@@ -63,7 +65,7 @@ class World:
 
     def source(self, clock: Any = time.time, **secret: Any) -> BaseSource:
         secret.setdefault("via", "g")
-        return build_source(self.config(secret).profile("s"), clock)
+        return brokered.build(self.config(secret), "s", clock)
 
 
 @pytest.fixture
@@ -74,7 +76,7 @@ def world(
 
 
 def fetch(src: BaseSource, timeout: float = 10.0) -> Credential:
-    return src.fetch(FetchRequest(profile=src.profile, timeout=timeout))
+    return brokered.fetch(src, timeout)
 
 
 class TestGcpContract(SourceContract):
@@ -112,7 +114,7 @@ def test_versions_latest_by_default_and_quota_project(world: World) -> None:
         {"name": "projects/proj/secrets/k", "via": "g"},
         {"credentials_file": world.sa_file, "quota_project": "billing-proj"},
     )
-    assert fetch(build_source(cfg.profile("s"), time.time)).primary == "two"
+    assert fetch(brokered.build(cfg, "s")).primary == "two"
     assert world.sm.requests[-1].path.endswith("/secrets/k/versions/latest:access")
     assert world.sm.requests[-1].user_project == "billing-proj"
     assert fetch(world.source(name="projects/proj/secrets/k/versions/1")).primary == "one"
@@ -183,8 +185,14 @@ def test_dead_sign_in_is_login_required_for_the_google_profile(world: World) -> 
     cfg = world.config(
         {"name": "projects/proj/secrets/k", "via": "g"}, {"credentials_file": world.write("u.json", user)}
     )
-    profile = cfg.profile("s")
-    src = GcpSecretManagerSource("s", profile.options, clock=time.time, session_factory=routed(world.google))
+
+    def factory(profile: config.Profile, clock: Any) -> BaseSource:
+        if profile.source == "google":  # the token profile: its token endpoint is the fake's
+            session = routed(world.google)
+            return GoogleSource(profile.name, profile.options, clock=clock, session_factory=session)
+        return build_source(profile, clock)
+
+    src = brokered.build(cfg, "s", factory=factory)
     with pytest.raises(LoginRequired) as info:
         fetch(src)
     assert info.value.line().startswith("tokend: s: google profile 'g': Google refused the sign-in")
@@ -198,7 +206,7 @@ def test_no_adc_is_unavailable(world: World) -> None:
         None,
     )
     with pytest.raises(SourceUnavailable, match="no Google credentials"):
-        fetch(build_source(cfg.profile("s"), time.time))
+        fetch(brokered.build(cfg, "s"))
 
 
 @pytest.mark.timeout(60)

@@ -12,13 +12,14 @@ from tests.conftest import FakeClock
 from tests.fakes.azure_env import AzureEnv, azure_env, entra, test_ca
 from tests.fakes.entra import FakeEntra, TestCA
 from tests.fakes.keyvault import FakeKeyVault, fake_keyvault
+from tests.sources import brokered
 from tests.sources.test_contract import SourceContract, toml_value
 from tokend.core import config
-from tokend.core.broker import Broker, build_source
+from tokend.core.broker import Broker
 from tokend.core.credential import Credential
 from tokend.core.errors import ConfigError, SourceError, SourceTimeout
 from tokend.sources.azure.keyvault import scope_for
-from tokend.sources.base import BaseSource, FetchRequest
+from tokend.sources.base import BaseSource
 
 __all__ = ["azure_env", "entra", "test_ca"]  # fixtures, used by name
 
@@ -62,11 +63,11 @@ def secret_config(
 
 
 def source(kv: FakeKeyVault, entra: FakeEntra, clock: Any = time.time, **options: Any) -> BaseSource:
-    return build_source(secret_config(kv, entra, **options).profile("s"), clock)
+    return brokered.build(secret_config(kv, entra, **options), "s", clock)
 
 
 def fetch(src: BaseSource, timeout: float = 10.0) -> Credential:
-    return src.fetch(FetchRequest(profile=src.profile, timeout=timeout))
+    return brokered.fetch(src, timeout)
 
 
 class TestKeyVaultContract(SourceContract):
@@ -78,8 +79,8 @@ class TestKeyVaultContract(SourceContract):
             + '[profiles.contract]\nsource = "azure-keyvault"\n'
             + "".join(f"{k} = {toml_value(v)}\n" for k, v in options.items()),
             None,
-        ).profile("contract")
-        return build_source(profile, clock)
+        )
+        return brokered.build(profile, "contract", clock)
 
     @pytest.fixture
     def options(self, kv: FakeKeyVault, entra: FakeEntra) -> dict[str, Any]:

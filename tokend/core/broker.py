@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import queue
 import random
 import threading
 import time
@@ -415,7 +416,15 @@ class Broker:
         timeout = profile.timeout
         if self._max_fetch_timeout is not None:
             timeout = min(timeout, self._max_fetch_timeout)
-        request = FetchRequest(profile=profile.name, timeout=timeout, forced=forced)
+        deadline = time.monotonic() + timeout
+        request = FetchRequest(
+            profile=profile.name,
+            timeout=timeout,
+            forced=forced,
+            credential_of=lambda other, force=False: self.credential_of(
+                other, deadline=deadline, force=force
+            ),
+        )
         try:
             if self._store is not None:
                 cred = self._store.fetch_through(
@@ -507,3 +516,45 @@ class Broker:
                 self._on_failure(entry.profile, entry.source, err)
             except Exception:  # a hook must not break the fetch worker
                 log.exception("%s: failure hook raised", entry.profile.name)
+
+    # -- credentials a fetch needs from another profile --------------------------
+
+    def credential_of(self, name: str, *, deadline: float, force: bool = False) -> Credential:
+        """``name``'s credential for a fetch in progress (a secrets API's access token).
+
+        Served like any request for ``name`` (cached, single flight, backed off,
+        counted in ``status``), waiting at most until ``deadline`` (time.monotonic()).
+        ``force`` is a forced refresh under ``name``'s refresh_limit.
+
+        The requesting fetch holds a pool thread while it waits; when every
+        thread does, the fetch they wait for sits in the pool's queue behind them.
+        So the waiting thread takes that fetch out of the queue and runs it itself.
+        """
+        pending = self.lookup(name, force=force)
+        if isinstance(pending, Credential):
+            return pending
+        work = getattr(self._executor, "_work_queue", None)  # ThreadPoolExecutor's (CPython 3.8+)
+        if isinstance(work, queue.SimpleQueue):
+            mine, others = None, []
+            while mine is None:
+                try:
+                    item = work.get_nowait()
+                except queue.Empty:
+                    break
+                args: tuple[Any, ...] = getattr(item, "args", ())
+                if getattr(item, "fn", None) == self._run_fetch and len(args) > 1 and args[1] is pending:
+                    mine = item
+                else:
+                    others.append(item)
+            for item in others:  # their order is kept; only new arrivals may get ahead of them
+                work.put(item)
+            if mine is not None and mine.future.set_running_or_notify_cancel():
+                mine.fn(*mine.args, **mine.kwargs)  # _run_fetch catches everything and settles pending
+                mine.future.set_result(None)
+        if pending.done() and pending.exception() is not None:
+            # Asking again would start another fetch right after a failure: no backoff.
+            fallback = self.servable(name, None)
+            if fallback is None:
+                raise pending.exception()  # type: ignore[misc]
+            return fallback
+        return self.get(name, timeout=max(deadline - time.monotonic(), 0.0))

@@ -21,7 +21,7 @@ from tokend.core import policy
 from tokend.core.durations import parse_duration
 from tokend.core.errors import ConfigError, UnknownProfile
 from tokend.sources import registry
-from tokend.sources.base import Option
+from tokend.sources.base import BaseSource, Dependency, Option
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -144,11 +144,11 @@ def parse(text: str, path: Path | None) -> Config:
             raise ConfigError(
                 f"{where}: {keypath}: invalid profile name (letters, digits, _ . @ -; up to 64)"
             )
-        profiles[name] = _profile(name, _table(body, keypath, where), base, where)
+        profiles[name] = _profile(name, _table(body, keypath, where), base, where, path)
     routes = _hosts(_table(doc.get("hosts", {}), "hosts", where), profiles, where)
     return Config(
         path=path,
-        profiles=MappingProxyType(_link_profiles(profiles, where)),
+        profiles=MappingProxyType(_link_profiles(profiles, base, where)),
         hosts=MappingProxyType(routes),
     )
 
@@ -173,14 +173,16 @@ def _hosts(
     return routes
 
 
-def _profile(name: str, body: Mapping[str, Any], base: Mapping[str, Any], where: str) -> Profile:
+def _profile(
+    name: str, body: Mapping[str, Any], base: Mapping[str, Any], where: str, path: Path | None = None
+) -> Profile:
     keypath = f"profiles.{name}"
     source_name = body.get("source")
     if not isinstance(source_name, str):
         raise ConfigError(
             f"{where}: {keypath}.source: expected a source name ({', '.join(registry.names())})"
         )
-    cls = registry.lookup(source_name)
+    cls = registry.lookup(source_name, profile=name)
     if cls is None:
         raise ConfigError(
             f"{where}: {keypath}.source: unknown source {source_name!r} "
@@ -195,6 +197,8 @@ def _profile(name: str, body: Mapping[str, Any], base: Mapping[str, Any], where:
     for key, opt in cls.options.items():
         if key in body:
             options[key] = _convert(body[key], opt, f"{keypath}.{key}", where)
+            if opt.config_relative:
+                options[key] = _relative_program(options[key], path, f"{keypath}.{key}", where)
         elif opt.required:
             raise ConfigError(
                 f"{where}: {keypath}.{key}: required by source {source_name!r}"
@@ -202,11 +206,38 @@ def _profile(name: str, body: Mapping[str, Any], base: Mapping[str, Any], where:
             )
         else:
             options[key] = opt.default
+    if not any(o.profile_of for o in cls.options.values()):
+        # Sources with via options are validated once the profiles they name are linked in.
+        _validate(cls, name, options, where)
     return Profile(name=name, source=source_name, options=MappingProxyType(options), **common)
 
 
-def _link_profiles(profiles: dict[str, Profile], where: str) -> dict[str, Profile]:
-    """Replace the names in ``profile_of`` options by the profiles they name.
+def _validate(cls: type[BaseSource], name: str, options: Mapping[str, Any], where: str) -> None:
+    """The source's own checks; its ConfigError names the key path, we add the file."""
+    try:
+        cls.validate(name, options)
+    except ConfigError as e:
+        raise ConfigError(f"{where}: {e.message}") from None
+
+
+def _relative_program(value: Any, path: Path | None, keypath: str, where: str) -> Any:
+    """A program path (or an argv's first item) with a slash, resolved against the config's directory.
+
+    ``./x.sh`` or ``bin/x`` in a config file means next to that file, whatever
+    directory the daemon runs in; a bare name (``gcloud``) keeps the PATH lookup.
+    """
+    program = value[0] if isinstance(value, tuple) else value
+    if not isinstance(program, str) or "/" not in program or program.startswith(("/", "~")):
+        return value
+    if path is None:
+        raise ConfigError(f"{where}: {keypath}: {program!r} is relative; give an absolute path")
+    resolved = str(path.absolute().parent / program)
+    return (resolved, *value[1:]) if isinstance(value, tuple) else resolved
+
+
+def _link_profiles(profiles: dict[str, Profile], base: Mapping[str, Any], where: str) -> dict[str, Profile]:
+    """Replace the names in ``profile_of`` options by the profiles they name, then add
+    the internal profiles sources depend on (``BaseSource.dependencies``).
 
     The referring profile then carries the other's settings: it fetches with
     them whatever file the daemon was started with, and its fingerprint changes
@@ -218,7 +249,7 @@ def _link_profiles(profiles: dict[str, Profile], where: str) -> dict[str, Profil
         if name in linked:
             return linked[name]
         profile = profiles[name]
-        cls = registry.lookup(profile.source)
+        cls = registry.lookup(profile.source, profile=name)
         refs = {k: o for k, o in (cls.options if cls else {}).items() if o.profile_of}
         options = dict(profile.options)
         for key, opt in refs.items():
@@ -238,12 +269,37 @@ def _link_profiles(profiles: dict[str, Profile], where: str) -> dict[str, Profil
             options[key] = link(target, (*chain, name))
         if refs:
             profile = dataclasses.replace(profile, options=MappingProxyType(options))
+            if cls is not None:
+                _validate(cls, name, profile.options, where)
         linked[name] = profile
         return profile
 
     for name in profiles:
         link(name, ())
+    for name in list(linked):
+        cls = registry.lookup(linked[name].source, profile=name)
+        for dep in cls.dependencies(name, linked[name].options) if cls else ():
+            _add_internal(linked, dep, base, where)
     return linked
+
+
+def _add_internal(linked: dict[str, Profile], dep: Dependency, base: Mapping[str, Any], where: str) -> None:
+    """Add the internal profile ``dep`` names (``corp:vault.azure.net``) unless it is a user's."""
+    options = MappingProxyType(dict(dep.options))
+    existing = linked.get(dep.name)
+    if existing is not None:
+        if existing.source != dep.source or dict(existing.options) != dict(options):
+            raise ConfigError(
+                f"{where}: profiles.{dep.name}: two sources need different profiles of this name"
+            )
+        return
+    cls = registry.lookup(dep.source, profile=dep.name)
+    if cls is None:
+        raise ConfigError(f"{where}: profiles.{dep.name}: unknown source {dep.source!r}")
+    _validate(cls, dep.name, options, where)
+    owner = linked.get(dep.settings_of) if dep.settings_of else None
+    common = {k: getattr(owner, k) if owner is not None else base[k] for k in COMMON}
+    linked[dep.name] = Profile(name=dep.name, source=dep.source, options=options, **common)
 
 
 def _check_keys(table: Mapping[str, Any], allowed: set[str], keypath: str, where: str) -> None:

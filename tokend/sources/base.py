@@ -1,12 +1,28 @@
-"""The ``Source`` protocol every provider implements, and its option schema."""
+"""The ``Source`` protocol every provider implements, its optional capabilities and option schema.
+
+A source class is registered under ``source = "…"`` (tokend/sources/registry.py)
+and honours this contract (docs/sources.md):
+
+- class attributes ``name`` and ``options`` (the profile keys it accepts);
+- ``validate(profile, options)``, a classmethod the config loader calls with the
+  converted options, raising ``ConfigError("profiles.NAME.KEY: …")``;
+- optionally ``dependencies(profile, options)``: other profiles whose credential
+  its fetches ask the broker for (``FetchRequest.credential_of``);
+- a constructor ``cls(profile, options, *, clock)``;
+- instances with ``fetch(request)`` (the ``Source`` protocol) and whatever
+  optional capability they have (``Login``, ``Fingerprinted``, ``Closable``).
+
+``BaseSource`` is a convenience base that provides all of that with defaults.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from typing import Any, ClassVar, Protocol
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from tokend.core.credential import Credential
+from tokend.core.errors import SourceError
 
 
 @dataclass(frozen=True)
@@ -18,6 +34,10 @@ class Option:
     ``profile_of`` makes a str option name another profile of the same config
     whose source is one of those listed (``via = "PROFILE"``): the loader checks
     it and the source receives that profile's ``Profile`` instead of its name.
+
+    ``config_relative`` marks a program path (a str, or a strlist's first item):
+    a relative path with a slash in it (``./x.sh``, ``bin/x``) is resolved against
+    the config file's directory at load; a bare name (``gcloud``) keeps the PATH lookup.
     """
 
     type: str
@@ -26,6 +46,7 @@ class Option:
     choices: tuple[str, ...] = ()
     help: str = ""
     profile_of: tuple[str, ...] = ()
+    config_relative: bool = False
 
 
 @dataclass(frozen=True)
@@ -40,15 +61,62 @@ class LoginContext:
     prompt: Callable[[str], str] | None = None
 
 
+class CredentialOf(Protocol):
+    """``credential_of(profile, force=False)``: another profile's credential, served by the broker."""
+
+    def __call__(self, profile: str, *, force: bool = False) -> Credential: ...
+
+
+def no_broker(profile: str, *, force: bool = False) -> Credential:
+    """``credential_of`` of a request made outside the broker: there is nobody to ask."""
+    raise SourceError(
+        f"this fetch cannot get profile {profile!r}'s credential: it was not asked through the broker",
+        retryable=False,
+    )
+
+
 @dataclass(frozen=True)
 class FetchRequest:
-    """What the broker asks of a source: one fresh credential within ``timeout`` seconds."""
+    """What the broker asks of a source: one fresh credential within ``timeout`` seconds.
+
+    ``credential_of`` asks the broker for another profile's credential (one a
+    source declared in ``dependencies``): cached, single-flight, backed off and
+    shown in ``tokend status`` like any request, bounded by this fetch's time.
+    It raises ``TokendError`` naming that profile.
+    """
 
     profile: str
     timeout: float
     forced: bool = False
+    credential_of: CredentialOf = field(default=no_broker, compare=False, repr=False)
 
 
+@dataclass(frozen=True)
+class Dependency:
+    """A profile a source's fetches need (an access token for a secrets API).
+
+    ``name`` is either a profile of the config (``via``) or an internal one the
+    loader adds (a name with ``:`` in it, which users cannot write) with
+    ``source`` and ``options``; ``settings_of`` names the profile whose
+    ``min_ttl``/``timeout``/``refresh_limit`` it takes (None: ``[defaults]``).
+    """
+
+    name: str
+    source: str
+    options: Mapping[str, Any]
+    settings_of: str | None = None
+
+
+def owner(profile: str) -> str:
+    """The profile an internal one (``corp:vault.azure.net``, see ``Dependency``) derives from.
+
+    Sources keep sign-ins and keychain entries under this name, so the internal
+    profile uses the sign-in of the profile it came from.
+    """
+    return profile.partition(":")[0]
+
+
+@runtime_checkable
 class Source(Protocol):
     """A provider of credentials for one profile.
 
@@ -63,11 +131,49 @@ class Source(Protocol):
     def fetch(self, request: FetchRequest) -> Credential: ...
 
 
+class SourceClass(Protocol):
+    """What the registry hands out: a source class (see the module docstring)."""
+
+    name: str
+    options: Mapping[str, Option]
+
+    def __call__(self, profile: str, options: Mapping[str, Any], *, clock: Callable[[], float]) -> Source: ...
+
+    def validate(self, profile: str, options: Mapping[str, Any]) -> None: ...
+
+
+@runtime_checkable
+class Login(Protocol):
+    """Capability: an interactive sign-in (``tokend login`` / ``logout``)."""
+
+    def identity(self) -> str:
+        """Who a login is for: profiles sharing an identity share one login flow."""
+        ...
+
+    def login(self, ctx: LoginContext) -> None: ...
+
+    def logout(self) -> None: ...
+
+
+@runtime_checkable
+class Fingerprinted(Protocol):
+    """Capability: tells whose credential ``fetch`` would return now (cheap, no network)."""
+
+    def fingerprint(self) -> str | None: ...
+
+
+@runtime_checkable
+class Closable(Protocol):
+    """Capability: abandons fetches in progress at shutdown (kills subprocesses)."""
+
+    def close(self) -> None: ...
+
+
 class BaseSource:
     """Convenience base for sources: declares ``options`` and keeps the constructor uniform.
 
     The registry builds every source as ``cls(profile, options, clock=clock)``
-    with options already validated against ``cls.options``.
+    with options already checked against ``cls.options`` and by ``cls.validate``.
     """
 
     name: ClassVar[str] = ""
@@ -77,6 +183,19 @@ class BaseSource:
         self.profile = profile
         self.settings = options
         self.clock = clock
+
+    @classmethod
+    def validate(cls, profile: str, options: Mapping[str, Any]) -> None:
+        """Raise ``ConfigError("profiles.PROFILE.KEY: …")`` unless the options make sense together.
+
+        Called by the config loader with every option converted and defaults
+        filled in (``via`` options already replaced by the ``Profile`` they name).
+        """
+
+    @classmethod
+    def dependencies(cls, profile: str, options: Mapping[str, Any]) -> tuple[Dependency, ...]:
+        """Profiles whose credential this profile's fetches ask the broker for."""
+        return ()
 
     def fetch(self, request: FetchRequest) -> Credential:
         raise NotImplementedError

@@ -25,7 +25,12 @@ MAX_OUTPUT = 1 << 20
 class CommandSource(BaseSource):
     name = "command"
     options: ClassVar[dict[str, Option]] = {
-        "command": Option("strlist", required=True, help="argv of the command, no shell"),
+        "command": Option(
+            "strlist",
+            required=True,
+            config_relative=True,
+            help="argv of the command, no shell (./x or bin/x: next to the config file; a bare name: PATH)",
+        ),
         "ttl": Option("duration", default=3000.0, help="life of output that carries no expiry"),
         "env": Option("table", help="extra environment variables for the command"),
         "cwd": Option("str", help="working directory"),

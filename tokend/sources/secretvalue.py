@@ -8,20 +8,19 @@ their errors name the secret and the field, never a value.
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from collections.abc import Mapping
+from typing import Any
 
 from tokend.core.credential import Credential
 from tokend.core.errors import SourceError, TokendError
-from tokend.sources.base import BaseSource, FetchRequest, Option
+from tokend.sources.base import Option
+from tokend.sources.registry import MissingModule
 from tokend.sources.static import TTL_OPTION, static_secret
 
 __all__ = [
     "JSON_KEY_OPTION",
     "KIND_OPTION",
     "TTL_OPTION",
-    "MintedToken",
     "from_fields",
     "not_found",
     "pick",
@@ -45,7 +44,6 @@ _AWS_SECRET = ("secret_key", "SecretAccessKey", "aws_secret_access_key")
 _AWS_TOKEN = ("security_token", "session_token", "SessionToken", "aws_session_token")
 _MAX_NAMES = 12
 
-_Answer = TypeVar("_Answer")
 
 
 def pick(text: str, json_key: str | None, what: str) -> str:
@@ -145,62 +143,20 @@ def not_found(what: str) -> SourceError:
 
 
 def reprofiled(err: TokendError, profile: str, prefix: str) -> TokendError:
-    """``err`` (raised for the profile a secret's credential comes from) restated for ``profile``."""
+    """``err`` (raised for the profile a secret's credential comes from) restated for ``profile``.
+
+    ``prefix`` names that profile in the message (``azure profile 'corp'``); empty: the
+    message is kept as it is (an internal profile of defaults, which the person never named).
+    """
+    if isinstance(err, MissingModule):  # the line names the profile the person asked for
+        return MissingModule(f"profile {profile!r}", err.needs, profile=profile)
     kwargs: dict[str, Any] = {"profile": profile}
     if isinstance(err, SourceError):
         kwargs["retryable"] = err.retryable
     try:
-        new = type(err)(f"{prefix}: {err.message}", **kwargs)
+        new = type(err)(f"{prefix}: {err.message}" if prefix else err.message, **kwargs)
     except TypeError:  # an error type with another constructor: keep it, with our profile
         err.profile = profile
         return err
     new.__cause__ = err.__cause__
     return new
-
-
-class MintedToken:
-    """The access token a secret API takes, minted by another source and kept in memory.
-
-    ``source`` mints it (a ``via`` profile's, or one with that kind's defaults);
-    a token with no more than ``margin`` seconds left is minted again. Errors
-    of a ``via`` profile are restated for ``profile`` as ``via_label``'s.
-    """
-
-    def __init__(
-        self,
-        source: BaseSource,
-        *,
-        profile: str,
-        via_label: str | None,
-        margin: float,
-        clock: Callable[[], float],
-    ) -> None:
-        self.source = source
-        self._profile = profile
-        self._via_label = via_label
-        self._margin = margin
-        self._clock = clock
-        self._token: Credential | None = None
-
-    def get(self, deadline: float) -> Credential:
-        token = self._token
-        if token is not None and (token.remaining(self._clock()) or 0.0) > self._margin:
-            return token
-        try:
-            token = self.source.fetch(
-                FetchRequest(profile=self.source.profile, timeout=max(deadline - time.monotonic(), 0.1))
-            )
-        except TokendError as e:
-            if self._via_label is None:
-                raise
-            raise reprofiled(e, self._profile, self._via_label) from None
-        self._token = token
-        return token
-
-    def send(self, deadline: float, call: Callable[[Credential], tuple[int, _Answer]]) -> tuple[int, _Answer]:
-        """``call(token)``; on HTTP 401 once more, with a new token (revoked, expired early, other tenant)."""
-        status, answer = call(self.get(deadline))
-        if status == 401:
-            self._token = None
-            status, answer = call(self.get(deadline))
-        return status, answer

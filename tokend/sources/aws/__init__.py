@@ -74,7 +74,6 @@ class AwsSource(BaseSource):
     def fetch(self, request: FetchRequest) -> Credential:
         from tokend.sources.aws import session as aws
 
-        self._check_settings()
         if self.settings.get("oidc"):
             return self._fetch_web_identity(request)
         with aws.translated(profile=self.profile):
@@ -89,25 +88,23 @@ class AwsSource(BaseSource):
             creds = self._assume(session, base, request.timeout) if role else base
             return self._serve(session, creds, request.timeout)
 
-    def _check_settings(self) -> None:
-        s = self.settings
+    @classmethod
+    def validate(cls, profile: str, options: Mapping[str, Any]) -> None:
+        s, where = options, f"profiles.{profile}"
         if s["token"] == "eks" and not s["cluster"]:
-            raise ConfigError('profile option "cluster" is required with token = "eks"', profile=self.profile)
+            raise ConfigError(f'{where}.cluster: required with token = "eks"')
         if s["token"] == "bedrock" and not 1 <= s["lifetime"] <= 12 * 3600:
-            raise ConfigError('profile option "lifetime" must be between 1s and 12h', profile=self.profile)
+            raise ConfigError(f"{where}.lifetime: must be between 1s and 12h")
         if s["role_arn"] and not ROLE_MIN_DURATION <= s["duration"] <= ROLE_MAX_DURATION:
-            raise ConfigError('profile option "duration" must be between 15m and 12h', profile=self.profile)
-        oidc.check(s, self.profile)
+            raise ConfigError(f"{where}.duration: must be between 15m and 12h")
+        oidc.check(s, profile)
         if s.get("oidc") and (not s["role_arn"] or s["mfa_serial"]):
             raise ConfigError(
-                "oidc needs role_arn (the role the CI job assumes with its identity token) "
-                "and no mfa_serial",
-                profile=self.profile,
+                f"{where}.oidc: needs role_arn (the role the CI job assumes with its identity token) "
+                "and no mfa_serial"
             )
         if s["mfa_serial"] and not ROLE_MIN_DURATION <= s["mfa_duration"] <= 36 * 3600:
-            raise ConfigError(
-                'profile option "mfa_duration" must be between 15m and 36h', profile=self.profile
-            )
+            raise ConfigError(f"{where}.mfa_duration: must be between 15m and 36h")
 
     def _check_chain(self, chain: list[tuple[str, Any]]) -> None:
         for name, body in chain:

@@ -32,9 +32,10 @@ from tokend.core.errors import (
     TokendError,
     UsageError,
 )
+from tokend.sources import registry
 from tokend.sources.azure import credentials as azure_credentials
 from tokend.sources.azure import login as azure_login
-from tokend.sources.base import BaseSource, FetchRequest, LoginContext, Option
+from tokend.sources.base import BaseSource, FetchRequest, LoginContext, Option, owner
 
 KINDS = (
     "default",
@@ -102,8 +103,23 @@ class AzureSource(BaseSource):
 
     def __init__(self, profile: str, options: Mapping[str, Any], *, clock: Callable[[], float]) -> None:
         super().__init__(profile, options, clock=clock)
+        # An internal profile ("corp:vault.azure.net") signs in as the profile it derives from.
+        self.account = owner(profile)
         self._last_token: str | None = None
         self._cli_identity = azure_credentials.CliIdentity()
+
+    @classmethod
+    def validate(cls, profile: str, options: Mapping[str, Any]) -> None:
+        where = f"profiles.{profile}"
+        if options.get("scopes") and options.get("resource"):
+            raise ConfigError(f"{where}.resource: set scopes or resource, not both")
+        oidc.check(options, profile)
+        if options.get("oidc") and options.get("credential", "default") != "workload-identity":
+            raise ConfigError(f'{where}.oidc: needs credential = "workload-identity"')
+
+    def identity(self) -> str:
+        # Internal profiles derived from this one share its sign-in.
+        return f"{self.name}:{self.account}"
 
     @property
     def kind(self) -> str:
@@ -111,10 +127,6 @@ class AzureSource(BaseSource):
 
     def scopes(self) -> tuple[str, ...]:
         scopes, resource = self.settings.get("scopes"), self.settings.get("resource")
-        if scopes and resource:
-            raise ConfigError(
-                f"profiles.{self.profile}: set scopes or resource, not both", profile=self.profile
-            )
         if resource:
             return (resource.rstrip("/") + "/.default",)
         return tuple(scopes) if scopes else (DEFAULT_SCOPE,)
@@ -134,7 +146,7 @@ class AzureSource(BaseSource):
                 info = azure_login.acquire_silently(
                     kind,
                     self.settings,
-                    self.profile,
+                    self.account,
                     scopes,
                     timeout=request.timeout,
                     now=now,
@@ -143,7 +155,7 @@ class AzureSource(BaseSource):
                     options=options,
                 )
             else:
-                cred = azure_credentials.build(kind, self.settings, self.profile, request.timeout)
+                cred = azure_credentials.build(kind, self.settings, self.account, request.timeout)
                 try:
                     info = cred.get_token_info(*scopes, options=options or None)  # type: ignore[arg-type]
                 finally:
@@ -168,7 +180,7 @@ class AzureSource(BaseSource):
             return self._cli_identity()
         if self.kind in INTERACTIVE:
             try:
-                st = os.stat(azure_login.record_path(self.profile))
+                st = os.stat(azure_login.record_path(self.account))
             except OSError:
                 return "signed-out"
             return f"record:{st.st_mtime_ns}:{st.st_size}:{st.st_ino}"
@@ -182,14 +194,14 @@ class AzureSource(BaseSource):
             raise UsageError(
                 f"credential {self.kind!r} has no tokend login ({hint}); "
                 "tokend login is for credential = device-code or browser",
-                profile=self.profile,
+                profile=self.account,
             )
         with _translated(self, self.kind, interactive_login=True):
             _quiet_sdk_logs()
             azure_login.login(
                 self.kind,
                 self.settings,
-                self.profile,
+                self.account,
                 self.scopes(),
                 echo=ctx.echo,
                 open_browser=ctx.open_browser,
@@ -201,10 +213,10 @@ class AzureSource(BaseSource):
             raise UsageError(
                 f"credential {self.kind!r} keeps no tokend sign-in "
                 + ("(use `az logout`)" if self.kind in ("cli", "default") else ""),
-                profile=self.profile,
+                profile=self.account,
             )
         with _translated(self, self.kind):
-            azure_login.logout(self.kind, self.settings, self.profile)
+            azure_login.logout(self.kind, self.settings, self.account)
 
 
 # -- errors ---------------------------------------------------------------------------
@@ -222,15 +234,13 @@ def _translated(source: AzureSource, kind: str, *, interactive_login: bool = Fal
     except TokendError:
         raise
     except Exception as exc:
-        raise translate(exc, source.profile, kind, interactive_login) from None
+        raise translate(exc, source.account, kind, interactive_login) from None
 
 
 def translate(exc: Exception, profile: str, kind: str, interactive_login: bool = False) -> TokendError:
     """One tokend error for an exception raised by azure-identity, MSAL or the transport."""
     if isinstance(exc, ImportError):
-        return SourceUnavailable(
-            f"azure-identity is not installed ({exc.name or exc}); install tokend[azure]", profile=profile
-        )
+        return registry.missing(profile, "azure", exc)
     from azure.core.exceptions import (
         ClientAuthenticationError,
         ServiceRequestError,

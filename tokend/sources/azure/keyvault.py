@@ -2,10 +2,10 @@
 
 ``GET {vault_url}/secrets/{name}/{version}?api-version=7.4`` through
 azure-core's pipeline (already installed with azure-identity: no
-azure-keyvault-secrets for one call). The Entra token comes from an azure
-profile (``via = "PROFILE"``: any of its credentials, its sign-in included),
-else DefaultAzureCredential, minted by the azure source itself for the vault's
-scope and kept in memory while it has more than ``TOKEN_MARGIN`` left.
+azure-keyvault-secrets for one call). The Entra token for the vault's scope
+comes from the broker (tokend/sources/tokensecret.py): from an azure profile
+(``via = "PROFILE"``: any of its credentials, its sign-in included), else
+DefaultAzureCredential.
 """
 
 from __future__ import annotations
@@ -13,30 +13,29 @@ from __future__ import annotations
 import re
 import time
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 from urllib.parse import quote, urlsplit
 
 from tokend.core.credential import Credential
-from tokend.core.errors import ConfigError, SourceError, SourceTimeout, TokendError
+from tokend.core.errors import ConfigError, SourceError, SourceTimeout
 from tokend.sources import secretvalue
-from tokend.sources.base import BaseSource, FetchRequest, LoginContext, Option
-
-if TYPE_CHECKING:
-    from tokend.sources.azure import AzureSource
+from tokend.sources.base import Option
+from tokend.sources.tokensecret import TokenSecretSource
 
 API_VERSION = "7.4"
 DEFAULT_SCOPE = "https://vault.azure.net/.default"
-TOKEN_MARGIN = 300.0
 CONNECT_CAP = 5.0
 
 _NAME = re.compile(r"^[0-9A-Za-z-]{1,127}$")
 _VERSION = re.compile(r"^[0-9A-Za-z]{0,64}$")
+_Answer = tuple[Any, str]  # (JSON document or None, WWW-Authenticate)
 
 
-class AzureKeyVaultSource(BaseSource):
+class AzureKeyVaultSource(TokenSecretSource[_Answer]):
     """A Key Vault secret, re-read every ``ttl``; authenticated as an azure profile."""
 
     name = "azure-keyvault"
+    token_source = "azure"
     options: ClassVar[dict[str, Option]] = {
         "vault_url": Option("str", required=True, help="the vault, https://NAME.vault.azure.net"),
         "name": Option("str", required=True, help="the secret's name"),
@@ -54,6 +53,11 @@ class AzureKeyVaultSource(BaseSource):
 
     def __init__(self, profile: str, options: Mapping[str, Any], *, clock: Callable[[], float]) -> None:
         super().__init__(profile, options, clock=clock)
+        self.vault_url = f"https://{urlsplit(options['vault_url']).netloc}"
+        self.scope = self.scope_of(options)
+
+    @classmethod
+    def validate(cls, profile: str, options: Mapping[str, Any]) -> None:
         where = f"profiles.{profile}"
         url = urlsplit(str(options.get("vault_url") or ""))
         if url.scheme != "https" or not url.hostname:
@@ -64,16 +68,18 @@ class AzureKeyVaultSource(BaseSource):
             raise ConfigError(f"{where}.name: a Key Vault secret name is 1-127 letters, digits and dashes")
         if not _VERSION.match(str(options.get("version") or "")):
             raise ConfigError(f"{where}.version: expected a version id (letters and digits)")
-        self.vault_url = f"https://{url.netloc}"
-        self.scope = str(options.get("scope") or scope_for(url.hostname))
-        via = self.settings.get("via")
-        self._token = secretvalue.MintedToken(
-            self._azure_source(),
-            profile=profile,
-            via_label=f"azure profile {via.name!r}" if via is not None else None,
-            margin=TOKEN_MARGIN,
-            clock=self.clock,
-        )
+
+    @classmethod
+    def scope_of(cls, options: Mapping[str, Any]) -> str:
+        return str(options.get("scope") or scope_for(urlsplit(options["vault_url"]).hostname or ""))
+
+    @classmethod
+    def token_options(cls, options: Mapping[str, Any]) -> dict[str, Any]:
+        return {"scopes": (cls.scope_of(options),), "resource": None}
+
+    @classmethod
+    def token_label(cls, options: Mapping[str, Any]) -> str:
+        return cls.scope_of(options).removeprefix("https://").removesuffix("/.default")
 
     @property
     def what(self) -> str:
@@ -82,49 +88,11 @@ class AzureKeyVaultSource(BaseSource):
             f" (version {version})" if version else ""
         )
 
-    def _azure_source(self) -> AzureSource:
-        from tokend.sources.azure import AzureSource
+    def call(self, token: Credential, deadline: float, timeout: float) -> tuple[int, _Answer]:
+        return self._get(token, deadline, timeout)
 
-        via = self.settings.get("via")
-        if via is not None:
-            name, base = via.name, dict(via.options)
-        else:
-            name, base = self.profile, {k: o.default for k, o in AzureSource.options.items()}
-        base.update(scopes=(self.scope,), resource=None)
-        return AzureSource(name, base, clock=self.clock)
-
-    # -- the Source protocol ------------------------------------------------------------
-
-    def fetch(self, request: FetchRequest) -> Credential:
-        deadline = time.monotonic() + request.timeout
-        try:
-            status, (doc, challenge) = self._token.send(
-                deadline, lambda token: self._get(token, deadline, request.timeout)
-            )
-            return secretvalue.static(
-                self._value(status, doc, challenge),
-                json_key=self.settings["json_key"],
-                now=self.clock(),
-                ttl=self.settings["ttl"],
-                source=self.name,
-                what=self.what,
-            )
-        except TokendError as e:
-            if e.profile is None:
-                e.profile = self.profile
-            raise
-
-    def fingerprint(self) -> str | None:
-        return self._token.source.fingerprint()
-
-    def identity(self) -> str:
-        return self._token.source.identity()
-
-    def login(self, ctx: LoginContext) -> None:
-        self._token.source.login(ctx)
-
-    def logout(self) -> None:
-        self._token.source.logout()
+    def read(self, status: int, answer: _Answer) -> str:
+        return self._value(status, *answer)
 
     # -- internals ------------------------------------------------------------------------
 
@@ -146,8 +114,7 @@ class AzureKeyVaultSource(BaseSource):
         left = deadline - time.monotonic()
         if left <= 0:
             raise SourceTimeout(f"Key Vault: no time left within {timeout:g}s")
-        via = self.settings.get("via")
-        ca_bundle = via.options.get("ca_bundle") if via is not None else None
+        ca_bundle = self.token_settings.get("ca_bundle")
         policies = [
             UserAgentPolicy(f"tokend/{__version__}"),
             # One retry of a dropped connection; none on status (azure-core would

@@ -21,7 +21,7 @@ from tokend.ci import oidc
 from tokend.core.credential import Credential
 from tokend.core.durations import format_duration
 from tokend.core.errors import ConfigError
-from tokend.sources.base import BaseSource, FetchRequest, LoginContext, Option
+from tokend.sources.base import BaseSource, FetchRequest, LoginContext, Option, owner
 from tokend.sources.google.adc import AdcFile, IdentityStamp, adc_file
 
 if TYPE_CHECKING:
@@ -86,10 +86,10 @@ class GoogleSource(BaseSource):
         self._open_url = open_url
         self.adc: AdcFile = adc_file(options.get("credentials_file"), environ)
         self._stamp = IdentityStamp(self.adc.path, environ)
-        self._check(options)
 
-    def _check(self, o: Mapping[str, Any]) -> None:
-        where = f"profiles.{self.profile}"
+    @classmethod
+    def validate(cls, profile: str, options: Mapping[str, Any]) -> None:
+        o, where = options, f"profiles.{profile}"
         impersonating = bool(o.get("impersonate_service_account"))
         lifetime = o.get("lifetime")
         if lifetime is not None:
@@ -109,18 +109,19 @@ class GoogleSource(BaseSource):
             raise ConfigError(f'{where}.audience: required with token = "id" (the service URL or client id)')
         if o.get("audience") and o.get("token", "access") != "id":
             raise ConfigError(f'{where}.audience: only ID tokens have an audience; set token = "id"')
-        oidc.check(o, self.profile)
+        oidc.check(o, profile)
         if bool(o.get("oidc")) != bool(o.get("workload_identity_provider")):
             raise ConfigError(f"{where}: oidc and workload_identity_provider go together")
         if o.get("workload_identity_provider"):
-            oidc.google_provider(o["workload_identity_provider"], self.profile)
+            oidc.google_provider(o["workload_identity_provider"], profile)
 
     def _plan(self) -> Plan:
         from tokend.sources.google.tokens import Plan
 
         s = self.settings
         return Plan(
-            profile=self.profile,
+            # An internal profile ("corp:cloud-platform") asks for the sign-in of its own.
+            profile=owner(self.profile),
             adc=self.adc,
             scopes=tuple(s.get("scopes") or (CLOUD_PLATFORM,)),
             quota_project=s.get("quota_project"),

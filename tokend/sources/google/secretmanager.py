@@ -2,11 +2,11 @@
 
 One REST call, ``GET https://secretmanager.googleapis.com/v1/{name}:access``,
 made with google-auth's ``AuthorizedSession`` (no grpc for one call). The
-access token comes from a google profile's settings (``via = "PROFILE"``:
-its credentials file, impersonation, quota project) or from Application
-Default Credentials, minted by the google source itself, so the token call is
-bounded and its errors (a dead sign-in: exit 4) read the same. The token is
-kept in memory while it has more than ``TOKEN_MARGIN`` left.
+cloud-platform access token comes from the broker (tokend/sources/tokensecret.py):
+from a google profile's settings (``via = "PROFILE"``: its credentials file,
+impersonation, quota project) or from Application Default Credentials, minted
+by the google source, so the token call is bounded and its errors (a dead
+sign-in: exit 4) read the same.
 """
 
 from __future__ import annotations
@@ -15,22 +15,16 @@ import base64
 import re
 import time
 from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from tokend.core.credential import Credential
-from tokend.core.errors import ConfigError, SourceError, SourceTimeout, TokendError
+from tokend.core.errors import ConfigError, SourceError, SourceTimeout
 from tokend.sources import secretvalue
-from tokend.sources.base import BaseSource, FetchRequest, LoginContext, Option
-
-if TYPE_CHECKING:
-    import requests
-
-    from tokend.sources.google import GoogleSource
+from tokend.sources.base import Option
+from tokend.sources.tokensecret import TokenSecretSource
 
 CLOUD_PLATFORM = "https://www.googleapis.com/auth/cloud-platform"
 DEFAULT_ENDPOINT = "https://secretmanager.googleapis.com"
-#: A cached access token is used for a secret read only with this much life left.
-TOKEN_MARGIN = 300.0
 CONNECT_CAP = 5.0
 
 _NAME = re.compile(
@@ -40,10 +34,11 @@ _NAME = re.compile(
 _PERMANENT = frozenset({"NOT_FOUND", "PERMISSION_DENIED", "FAILED_PRECONDITION", "INVALID_ARGUMENT"})
 
 
-class GcpSecretManagerSource(BaseSource):
+class GcpSecretManagerSource(TokenSecretSource[Any]):
     """A Secret Manager secret version, re-read every ``ttl``; authenticated as a google profile or ADC."""
 
     name = "gcp-secretmanager"
+    token_source = "google"
     options: ClassVar[dict[str, Option]] = {
         "name": Option(
             "str",
@@ -59,85 +54,41 @@ class GcpSecretManagerSource(BaseSource):
     }
     supports_login: ClassVar[bool] = True  # the google profile's (or ADC's) sign-in
 
-    def __init__(
-        self,
-        profile: str,
-        options: Mapping[str, Any],
-        *,
-        clock: Callable[[], float],
-        session_factory: Callable[[], requests.Session] | None = None,
-    ) -> None:
+    def __init__(self, profile: str, options: Mapping[str, Any], *, clock: Callable[[], float]) -> None:
         super().__init__(profile, options, clock=clock)
-        match = _NAME.match(str(options.get("name") or ""))
-        if match is None:
-            raise ConfigError(
-                f"profiles.{profile}.name: expected projects/PROJECT/secrets/SECRET[/versions/VERSION], "
-                f"got {options.get('name')!r}"
-            )
+        match = _NAME.match(str(options["name"]))
+        assert match is not None  # validate() checked it
         self.secret = match.group(0) + ("" if match.group("version") else "/versions/latest")
         location = match.group("location")
         default = f"https://secretmanager.{location}.rep.googleapis.com" if location else DEFAULT_ENDPOINT
         self.endpoint = str(options.get("endpoint") or default).rstrip("/")
-        # Tests route google-auth's token calls to a local fake through this.
-        self._session_factory = session_factory
-        via = self.settings.get("via")
-        self._token = secretvalue.MintedToken(
-            self._google_source(),
-            profile=profile,
-            via_label=f"google profile {via.name!r}" if via is not None else None,
-            margin=TOKEN_MARGIN,
-            clock=self.clock,
-        )
+
+    @classmethod
+    def validate(cls, profile: str, options: Mapping[str, Any]) -> None:
+        if _NAME.match(str(options.get("name") or "")) is None:
+            raise ConfigError(
+                f"profiles.{profile}.name: expected projects/PROJECT/secrets/SECRET[/versions/VERSION], "
+                f"got {options.get('name')!r}"
+            )
+
+    @classmethod
+    def token_options(cls, options: Mapping[str, Any]) -> dict[str, Any]:
+        # Secret Manager takes cloud-platform access tokens, whatever the google profile serves.
+        return {"scopes": (CLOUD_PLATFORM,), "token": "access", "audience": None}
+
+    @classmethod
+    def token_label(cls, options: Mapping[str, Any]) -> str:
+        return "cloud-platform"
 
     @property
     def what(self) -> str:
         return f"secret {self.secret}"
 
-    def _google_source(self) -> GoogleSource:
-        from tokend.sources.google import GoogleSource
+    def call(self, token: Credential, deadline: float, timeout: float) -> tuple[int, Any]:
+        return self._get(token, deadline, timeout)
 
-        via = self.settings.get("via")
-        if via is not None:
-            name, base = via.name, dict(via.options)
-        else:
-            name, base = self.profile, {k: o.default for k, o in GoogleSource.options.items()}
-        # Secret Manager takes cloud-platform access tokens, whatever the google profile serves.
-        base.update(scopes=(CLOUD_PLATFORM,), token="access", audience=None)
-        return GoogleSource(name, base, clock=self.clock, session_factory=self._session_factory)
-
-    # -- the Source protocol --------------------------------------------------------------
-
-    def fetch(self, request: FetchRequest) -> Credential:
-        deadline = time.monotonic() + request.timeout
-        try:
-            status, doc = self._token.send(
-                deadline, lambda token: self._get(token, deadline, request.timeout)
-            )
-            return secretvalue.static(
-                self._payload(status, doc),
-                json_key=self.settings["json_key"],
-                now=self.clock(),
-                ttl=self.settings["ttl"],
-                source=self.name,
-                what=self.what,
-            )
-        except TokendError as e:
-            if e.profile is None:
-                e.profile = self.profile
-            raise
-
-    def fingerprint(self) -> str | None:
-        """The google credentials' identity (another account: the cached secret is dropped)."""
-        return self._token.source.fingerprint()
-
-    def identity(self) -> str:
-        return self._token.source.identity()
-
-    def login(self, ctx: LoginContext) -> None:
-        self._token.source.login(ctx)
-
-    def logout(self) -> None:
-        self._token.source.logout()
+    def read(self, status: int, answer: Any) -> str:
+        return self._payload(status, answer)
 
     # -- internals ------------------------------------------------------------------------------
 
@@ -146,10 +97,9 @@ class GcpSecretManagerSource(BaseSource):
         import requests
         from google.auth.transport.requests import AuthorizedSession
 
-        via = self.settings.get("via")
-        quota = via.options.get("quota_project") if via is not None else None
+        quota = self.token_settings.get("quota_project")
         creds = google.oauth2.credentials.Credentials(token.fields["token"], quota_project_id=quota)
-        # The token is fresh (see secretvalue.MintedToken): never let google-auth try to refresh it itself.
+        # The broker serves the token with min_ttl left: google-auth must never refresh it itself.
         session = AuthorizedSession(creds, refresh_status_codes=(), max_refresh_attempts=0)
         left = deadline - time.monotonic()
         if left <= 0:

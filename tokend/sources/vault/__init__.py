@@ -90,6 +90,13 @@ class VaultSource(BaseSource):
         environ: Mapping[str, str] = os.environ,
     ) -> None:
         super().__init__(profile, options, clock=clock)
+        self.environ = environ
+        self.auth = Authenticator(options, profile, clock, environ)
+        self._lease: Lease | None = None
+        self._lock = threading.Lock()
+
+    @classmethod
+    def validate(cls, profile: str, options: Mapping[str, Any]) -> None:
         where = f"profiles.{profile}"
         if options.get("kv_version", 2) not in (1, 2):
             raise ConfigError(f"{where}.kv_version: expected 1 or 2")
@@ -97,10 +104,10 @@ class VaultSource(BaseSource):
             options.get("mount") and options.get("kv_version") == 2
         ):
             raise ConfigError(f"{where}.version: only KV v2 secrets (mount, kv_version = 2) have versions")
-        self.environ = environ
-        self.auth = Authenticator(options, profile, clock, environ)
-        self._lease: Lease | None = None
-        self._lock = threading.Lock()
+        address = options.get("address")
+        if address and not str(address).startswith(("https://", "http://")):
+            raise ConfigError(f"{where}.address: expected https://HOST:PORT, got {address!r}")
+        Authenticator.check(options, profile)
 
     @property
     def api_path(self) -> str:

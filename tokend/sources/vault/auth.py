@@ -145,17 +145,18 @@ class Authenticator:
         self.environ = environ
         self.token: Token | None = None
         self._generation = 0
-        self._check()
 
-    def _check(self) -> None:
-        s, p = self.settings, self.profile
+    @staticmethod
+    def check(settings: Mapping[str, Any], profile: str) -> None:
+        """ConfigError unless the auth settings make sense (``VaultSource.validate``)."""
+        s, p, method = settings, profile, str(settings["auth"])
         check_ref(s["token"], "token", p)
         check_ref(s["secret_id"], "secret_id", p)
         check_ref(s["jwt"], "jwt", p)
-        need = {"approle": ("role_id",), "jwt": ("jwt",), "kubernetes": ("role",)}.get(self.method, ())
+        need = {"approle": ("role_id",), "jwt": ("jwt",), "kubernetes": ("role",)}.get(method, ())
         for key in need:
             if not s[key]:
-                raise ConfigError(f'profiles.{p}.{key}: required with auth = "{self.method}"')
+                raise ConfigError(f'profiles.{p}.{key}: required with auth = "{method}"')
 
     @property
     def logs_in(self) -> bool:
