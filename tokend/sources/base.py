@@ -17,12 +17,14 @@ and honours this contract (docs/sources.md):
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from tokend.core.credential import Credential
 from tokend.core.errors import SourceError
+from tokend.sources.extras import missing
 
 
 @dataclass(frozen=True)
@@ -179,6 +181,15 @@ class BaseSource:
     name: ClassVar[str] = ""
     options: ClassVar[Mapping[str, Option]] = {}
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        # SDKs are imported inside fetch/login: a missing one is a line naming the extra
+        # to install (exit 2, not retried), not a retryable "No module named 'google'".
+        for method in ("fetch", "login"):
+            function = getattr(cls, method)
+            if not getattr(function, "_names_missing_modules", False):
+                setattr(cls, method, _naming_missing_modules(function))
+
     def __init__(self, profile: str, options: Mapping[str, Any], *, clock: Callable[[], float]) -> None:
         self.profile = profile
         self.settings = options
@@ -227,3 +238,15 @@ class BaseSource:
     def logout(self) -> None:
         """Forget what ``login`` stored."""
         raise NotImplementedError
+
+
+def _naming_missing_modules(method: Callable[..., Any]) -> Callable[..., Any]:
+    @functools.wraps(method)
+    def call(self: BaseSource, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except ImportError as e:
+            raise missing(getattr(self, "profile", None), self.name, e) from None
+
+    call._names_missing_modules = True  # type: ignore[attr-defined]
+    return call

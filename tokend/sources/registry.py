@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import functools
 import importlib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from importlib.metadata import entry_points
 from typing import Any
 
-from tokend.core.credential import Credential
-from tokend.core.errors import UsageError
-from tokend.sources.base import BaseSource, FetchRequest, LoginContext
+from tokend.sources.base import BaseSource
+from tokend.sources.extras import MissingModule, missing
+
+__all__ = ["BUILTIN", "ENTRY_POINT_GROUP", "MissingModule", "lookup", "missing", "names"]
 
 ENTRY_POINT_GROUP = "tokend.sources"
 
@@ -38,75 +39,13 @@ BUILTIN: dict[str, str] = {
     "1password": "tokend.sources.onepassword:OnePasswordSource",
 }
 
-#: Top-level modules of the SDKs each extra installs (pyproject.toml's optional-dependencies).
-EXTRAS: Mapping[str, str] = {
-    "google": "google",
-    "requests": "google",
-    "azure": "azure",
-    "msal": "azure",
-    "boto3": "aws",
-    "botocore": "aws",
-    "yaml": "aws",
-}
-#: The extra of a built-in source whose SDK comes with more than one extra (requests).
-_SOURCE_EXTRA: Mapping[str, str] = {"vault": "vault", "gcp-secretmanager": "google"}
 
-
-class MissingModule(UsageError):
-    """A source's module or SDK is not installed: nothing to retry until someone installs it.
-
-    The message names the profile itself (``profile 'vertex' needs …``), so the
-    line has no second profile prefix.
-    """
-
-    def __init__(self, who: str, needs: str, *, profile: str | None = None) -> None:
-        super().__init__(f"{who} needs {needs}", profile=profile)
-        self.needs = needs
-
-    def line(self) -> str:
-        return "tokend: " + self.message
-
-
-def missing(profile: str | None, source: str, err: ImportError) -> MissingModule:
-    """The one line for ``err``: which extra (or, for a plug-in, which module) ``profile`` needs."""
-    module = (err.name or "").partition(".")[0]
-    who = f"profile {profile!r}" if profile else f"source {source!r}"
-    extra = _SOURCE_EXTRA.get(source) or EXTRAS.get(module)
-    if source in BUILTIN and extra:
-        return MissingModule(who, f"the {extra} extra: pipx install 'tokend[{extra}]'", profile=profile)
-    what = f"Python module {module!r}" if module else "a Python module"
-    return MissingModule(who, f"{what} for source {source!r}: install it next to tokend", profile=profile)
-
-
-def _guarded(cls: type[Any], source: str) -> type[BaseSource]:
-    """``cls`` with ImportErrors of its fetch/login turned into ``MissingModule``.
-
-    A plug-in class that implements only the protocol gets ``BaseSource``'s
-    defaults for the optional capabilities the broker and the CLI ask about.
-    """
-
-    def guard(method: Callable[..., Any]) -> Callable[..., Any]:
-        @functools.wraps(method)
-        def call(self: Any, *args: Any, **kwargs: Any) -> Any:
-            try:
-                return method(self, *args, **kwargs)
-            except ImportError as e:
-                raise missing(getattr(self, "profile", None), source, e) from None
-
-        return call
-
-    def fetch(self: Any, request: FetchRequest) -> Credential:
-        return guarded_fetch(self, request)  # type: ignore[no-any-return]
-
-    def login(self: Any, ctx: LoginContext) -> None:
-        guarded_login(self, ctx)
-
-    guarded_fetch, guarded_login = guard(cls.fetch), guard(getattr(cls, "login", BaseSource.login))
-    bases = (cls,) if issubclass(cls, BaseSource) else (cls, BaseSource)
-    namespace: dict[str, Any] = {"fetch": fetch, "login": login, "__doc__": cls.__doc__}
-    namespace["__module__"] = cls.__module__
-    namespace["__qualname__"] = cls.__qualname__
-    return type(cls.__name__, bases, namespace)
+def _adapted(cls: type[Any]) -> type[BaseSource]:
+    """``cls`` itself, or for a plug-in class that implements only the protocol, ``cls`` with
+    ``BaseSource``'s defaults for the optional capabilities the broker and the CLI ask about."""
+    if issubclass(cls, BaseSource):
+        return cls
+    return type(cls.__name__, (cls, BaseSource), {"__module__": cls.__module__, "__doc__": cls.__doc__})
 
 
 @functools.cache
@@ -117,7 +56,7 @@ def _load(source: str, target: str) -> type[BaseSource]:
         raise TypeError(f"{target} is not a tokend source class (no fetch)")
     if not isinstance(getattr(cls, "options", {}), Mapping):
         raise TypeError(f"{target} is not a tokend source class (options is not a mapping)")
-    return _guarded(cls, source)
+    return _adapted(cls)
 
 
 def _plugins() -> dict[str, str]:
