@@ -447,3 +447,78 @@ def test_fingerprint_ignores_other_profiles() -> None:
     assert fingerprint(BASE) == fingerprint(other)
     slower = other.replace('source = "demo"', 'source = "demo"\nlatency = "1s"')
     assert fingerprint(other) == fingerprint(slower)
+
+
+# -- each source's own checks run at load ---------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("body", "keypath", "expected"),
+    [
+        (
+            'source = "azure-keyvault"\nvault_url = "http://x"\nname = "k"',
+            "profiles.p.vault_url",
+            "expected https://VAULT.vault.azure.net",
+        ),
+        (
+            'source = "azure-keyvault"\nvault_url = "https://k.vault.azure.net"\nname = "a/b"',
+            "profiles.p.name",
+            "letters, digits and dashes",
+        ),
+        ('source = "gcp-secretmanager"\nname = "foo"', "profiles.p.name", "expected projects/PROJECT"),
+        ('source = "google"\nlifetime = "1h"', "profiles.p.lifetime", "set impersonate_service_account"),
+        ('source = "google"\ntoken = "id"', "profiles.p.audience", 'required with token = "id"'),
+        ('source = "aws"\ntoken = "eks"', "profiles.p.cluster", 'required with token = "eks"'),
+        ('source = "aws"\nrole_arn = "arn:aws:iam::1:role/r"\nduration = "13h"', "profiles.p.duration", "12"),
+        ('source = "vault"\npath = "k"\nkv_version = 3', "profiles.p.kv_version", "expected 1 or 2"),
+        ('source = "vault"\npath = "k"\ntoken = "hvs.literal"', "profiles.p.token", "expected env:VARIABLE"),
+        ('source = "azure"\nscopes = ["a"]\nresource = "b"', "profiles.p.resource", "not both"),
+        ('source = "azure"\noidc = "github"', "profiles.p.oidc", 'credential = "workload-identity"'),
+    ],
+)
+def test_source_checks_are_config_errors_at_load(body: str, keypath: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        parse(f"[profiles.p]\n{body}\n")
+    assert info.value.message.startswith(f"/etc/tokend.toml: {keypath}: ")
+    assert expected in info.value.message and info.value.exit_status == EXIT_USAGE
+
+
+def test_a_broken_secret_profile_is_refused_by_load(tmp_path: Path, no_env: Path) -> None:
+    path = tmp_path / "config.toml"
+    path.write_text('[profiles.kv]\nsource = "azure-keyvault"\nvault_url = "http://x"\nname = "k"\n')
+    with pytest.raises(ConfigError, match=rf"^{path}: profiles.kv.vault_url: expected https://"):
+        config.load(path)
+
+
+# -- relative command paths ------------------------------------------------------------------
+
+
+def test_relative_command_paths_are_next_to_the_config(tmp_path: Path) -> None:
+    path = tmp_path / "conf" / "config.toml"
+    cfg = parse(
+        """\
+        [profiles.dot]
+        source = "command"
+        command = ["./helper.sh", "--flag", "./not-the-program"]
+        [profiles.sub]
+        source = "command"
+        command = ["bin/helper"]
+        [profiles.bare]
+        source = "command"
+        command = ["gcloud", "auth", "print-access-token"]
+        [profiles.absolute]
+        source = "command"
+        command = ["/usr/bin/helper"]
+        """,
+        path,
+    )
+    here = tmp_path / "conf"
+    assert cfg.profile("dot").options["command"] == (str(here / "helper.sh"), "--flag", "./not-the-program")
+    assert cfg.profile("sub").options["command"] == (str(here / "bin" / "helper"),)
+    assert cfg.profile("bare").options["command"][0] == "gcloud"  # PATH lookup, as before
+    assert cfg.profile("absolute").options["command"][0] == "/usr/bin/helper"
+
+
+def test_relative_command_path_without_a_config_file_is_refused() -> None:
+    with pytest.raises(ConfigError, match=r"profiles.p.command: './x.sh' is relative; give an absolute path"):
+        parse('[profiles.p]\nsource = "command"\ncommand = ["./x.sh"]\n', None)
