@@ -336,9 +336,12 @@ def test_user_credentials_alone_cannot_mint_id_tokens(world: World, google: Fake
     ],
 )
 def test_option_combinations_are_checked(world: World, options: dict[str, object], message: str) -> None:
-    with pytest.raises(ConfigError, match=message) as err:
-        world.source(**options)
-    assert err.value.exit_status == 2
+    from tests.sources.test_contract import profile_toml
+    from tokend.core import config
+
+    with pytest.raises(ConfigError, match=message) as err:  # at load, naming the key path
+        config.parse(profile_toml("google", options), None)
+    assert err.value.exit_status == 2 and "profiles.contract." in err.value.message
 
 
 def test_profile_options_parse_from_toml() -> None:
