@@ -136,13 +136,15 @@ def test_google_workload_identity_federation_with_the_github_token(
         assert os.listdir(os.path.join(short_tmp, "tokend", "oidc")) == []  # nothing left on disk
 
 
-def test_google_options_go_together(tmp_path: Path) -> None:
-    for google in fake_google():
-        world = World(tmp_path, google)
-        with pytest.raises(ConfigError, match="oidc and workload_identity_provider go together"):
-            world.source(oidc="github")
-        with pytest.raises(ConfigError, match="go together"):
-            world.source(workload_identity_provider=PROVIDER)
+def test_google_options_go_together() -> None:
+    from tests.sources.test_contract import profile_toml
+    from tokend.core import config
+
+    # Checked when the config is loaded, not at the first fetch.
+    with pytest.raises(ConfigError, match="oidc and workload_identity_provider go together"):
+        config.parse(profile_toml("google", {"oidc": "github"}), None)
+    with pytest.raises(ConfigError, match="go together"):
+        config.parse(profile_toml("google", {"workload_identity_provider": PROVIDER}), None)
 
 
 def test_azure_client_assertion_is_the_github_token(
