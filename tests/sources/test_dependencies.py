@@ -6,6 +6,7 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,7 +16,7 @@ from tests.fakes.entra import FakeEntra, TestCA
 from tests.fakes.keyvault import FakeKeyVault, fake_keyvault
 from tests.sources.test_secrets_keyvault import APP_SECRET, VAULT_SCOPE, azure_profile
 from tokend.core import config
-from tokend.core.broker import Broker
+from tokend.core.broker import Broker, build_source
 from tokend.core.credential import Credential
 from tokend.core.errors import SourceError
 
@@ -124,3 +125,23 @@ def test_errors_of_the_token_profile_name_the_requesting_profile(
         assert rows["az:vault.azure.net"]["state"] == "error"
     finally:
         broker.close()
+
+
+def test_a_secret_profile_signs_in_as_its_via_profile(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``tokend login kv`` is az's sign-in, and the internal token profile uses that same sign-in."""
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path))
+    cfg = config.parse(
+        '[profiles.az]\nsource = "azure"\ncredential = "device-code"\nclient_id = "app"\n'
+        '[profiles.kv]\nsource = "azure-keyvault"\nvault_url = "https://k.vault.azure.net"\nname = "k"\n'
+        'via = "az"\n',
+        None,
+    )
+    kv, az, token = (build_source(cfg.profile(n), time.time) for n in ("kv", "az", "az:vault.azure.net"))
+    assert kv.supports_login and kv.identity() == az.identity() == token.identity() == "azure:az"
+    assert kv.fingerprint() == az.fingerprint() == token.fingerprint() == "signed-out"
+    record = tmp_path / "tokend" / "azure" / "az.json"  # what `tokend login az` (or kv) writes
+    record.parent.mkdir(parents=True)
+    record.write_text("{}")
+    assert kv.fingerprint() == token.fingerprint() == az.fingerprint() != "signed-out"
