@@ -8,17 +8,16 @@ import logging
 import os
 import time
 from collections.abc import Awaitable, Callable
-from concurrent.futures import Future
 from dataclasses import dataclass
 from typing import Any
 
 from tokend import formats
 from tokend.client import protocol
-from tokend.core.broker import HUNG_GRACE, Broker
+from tokend.core.broker import Broker
 from tokend.core.config import Config
 from tokend.core.credential import Credential
 from tokend.core.durations import parse_duration
-from tokend.core.errors import EXIT_FAILED, EXIT_USAGE, SourceTimeout, TokendError
+from tokend.core.errors import EXIT_FAILED, EXIT_USAGE, TokendError
 from tokend.daemon.repeat import RepeatTracker
 from tokend.daemon.runtime import peer_uid
 
@@ -90,50 +89,28 @@ class Daemon:
             return EXIT_USAGE, b"tokend: malformed request: no profile\n"
         fmt = fields.get("format", "raw")
         ctx = {"exec_info": fields["exec_info"]} if "exec_info" in fields else {}
-        min_ttl: float | None = None
-        if "min_ttl" in fields:
-            try:
-                min_ttl = parse_duration(fields["min_ttl"])
-            except ValueError as e:
-                return EXIT_USAGE, f"tokend: {name}: --min-ttl: {e}\n".encode()
         try:
-            formats.check(fmt)
-            if fmt in formats.FORMAT_MIN_TTL:
-                min_ttl = formats.min_ttl(fmt, min_ttl, self.broker.profile(name).min_ttl)
-            force = fields.get("refresh") == "1"
-            caller = fields.get("repeat_caller")  # tokend-print --refresh-on-repeat: its parent's pid
-            if caller and self.repeats.repeated(name, caller) and not force:
-                log.info("%s: asked again by process %s: served as --refresh", name, caller)
-                force = True
-            result = self.broker.lookup(name, min_ttl=min_ttl, force=force)
+            min_ttl = parse_duration(fields["min_ttl"]) if "min_ttl" in fields else None
+        except ValueError as e:
+            return EXIT_USAGE, f"tokend: {name}: --min-ttl: {e}\n".encode()
+        force = fields.get("refresh") == "1"
+        caller = fields.get("repeat_caller")  # tokend-print --refresh-on-repeat: its parent's pid
+        if caller and self.repeats.repeated(name, caller) and not force:
+            log.info("%s: asked again by process %s: served as --refresh", name, caller)
+            force = True
+        try:
+            result = self.broker.request(name, fmt=fmt, min_ttl=min_ttl, force=force)
             if isinstance(result, Credential):
                 return 0, formats.render(result, fmt, ctx).encode()
         except TokendError as e:
             return _error(e, name)
-        return self._wait(name, result, fmt, ctx, min_ttl)
+        return self._render_later(name, result, fmt, ctx)
 
-    async def _wait(
-        self,
-        name: str,
-        fut: Future[Credential],
-        fmt: str,
-        ctx: dict[str, str],
-        min_ttl: float | None,
+    async def _render_later(
+        self, name: str, pending: Awaitable[Credential], fmt: str, ctx: dict[str, str]
     ) -> Reply:
-        wait = self.broker.profile(name).timeout + HUNG_GRACE
         try:
-            try:
-                cred = await asyncio.wait_for(asyncio.wrap_future(fut), wait)
-            except asyncio.TimeoutError:
-                raise SourceTimeout(f"upstream gave no answer in {wait:g}s") from None
-            self.broker.check(name, cred, min_ttl)
-        except TokendError as e:
-            fallback = self.broker.servable(name, min_ttl)
-            if fallback is None:
-                return _error(e, name)
-            cred = fallback
-        try:
-            return 0, formats.render(cred, fmt, ctx).encode()
+            return 0, formats.render(await pending, fmt, ctx).encode()
         except TokendError as e:
             return _error(e, name)
 
