@@ -205,11 +205,12 @@ class Broker:
                 return cred
             if entry.inflight is None and entry.hold_error is not None and now < entry.hold_until:
                 raise entry.hold_error
-            if ttl > profile.min_ttl and entry.servable(now, profile.min_ttl) is not None:
-                # The cache is healthy but this caller wants more life than it has
-                # (--min-ttl, a format's floor): upstream may not give more either,
-                # so such demands reach it no more often than forced refreshes.
-                if now - entry.last_forced < profile.refresh_limit:
+            if ttl > profile.min_ttl:
+                # This caller wants more life than the profile's callers (--min-ttl,
+                # a format's floor): upstream may not give that much, so such demands
+                # reach it no more often than forced refreshes while the cache is healthy.
+                healthy = entry.servable(now, profile.min_ttl) is not None
+                if healthy and now - entry.last_forced < profile.refresh_limit:
                     raise self._unmet(entry, now, ttl)
                 entry.last_forced = now
             return self._start_fetch(entry, now, forced=False, min_ttl=ttl)
