@@ -129,11 +129,12 @@ class Broker:
         floor; ``force`` asks upstream for a new credential (rate-limited);
         ``timeout`` bounds the wait (default: the profile's timeout plus a grace).
         """
-        ttl = effective_min_ttl(self.profile(name), fmt, min_ttl)
+        profile = self.profile(name)
+        ttl = effective_min_ttl(profile, fmt, min_ttl)
         result = self.lookup(name, min_ttl=ttl, force=force)
         if isinstance(result, Credential):
             return result
-        wait = self.profile(name).timeout + HUNG_GRACE if timeout is None else timeout
+        wait = profile.timeout + HUNG_GRACE if timeout is None else timeout
         return self._settle(name, result, ttl, wait)
 
     def get(
