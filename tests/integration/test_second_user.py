@@ -55,6 +55,8 @@ LISTENER = textwrap.dedent(
             if not chunk:
                 break
             line += chunk
+        with open(ready + ".requests", "ab") as log:  # what the attacker learns
+            log.write(line)
         op = line.split(b"\\t")[0].strip()
         if op == b"status":
             body = json.dumps({"pid": 666, "socket": path, "config": "forged", "profiles": []}).encode()
@@ -264,4 +266,6 @@ def test_clients_refuse_what_another_user_planted(world: World, how: str) -> Non
             ok = r.status == 3 and r.out == "" and r.err.startswith(expected) and r.err.count("\n") == 1
         if not ok or FORGED in r.out + r.err or "pid 666" in r.out:
             wrong[name] = (r.status, r.out[:60], r.err[:90])
-    assert not wrong, wrong
+    assert not wrong, "\n".join(f"{name}: {r}" for name, r in wrong.items())
+    # Not even the request (which profile, for which host) reached the attacker.
+    assert all(p.read_bytes() == b"" for p in world.attacker_home.glob("*.requests"))
