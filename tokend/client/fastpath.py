@@ -5,6 +5,11 @@ request needs (no click, no SDK, not even the ``socket`` module) and keeps its
 own deadline below the Codex CLI's 5 s default. When no daemon answers it
 starts one (one per herd, under a file lock), and failing that it runs the
 request daemonless by exec'ing ``tokend get --no-daemon``.
+
+It believes only what the user controls: before it connects, creates, locks or
+logs anything it checks that the runtime directory is the user's own and
+closed to others, and it asks no daemon that runs as another uid
+(``tokend.client.trust``). A refusal is one line and exit status 3.
 """
 
 import posix  # os's C core: ``import os`` alone would add ~1 ms to every call
