@@ -1,4 +1,4 @@
-"""The daemon sees config edits without ``tokend reload``, and keeps the old config when the new one is broken."""
+"""The daemon sees config edits without ``tokend reload``; a broken edit keeps the old config."""
 
 from __future__ import annotations
 

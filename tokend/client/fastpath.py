@@ -131,15 +131,21 @@ def _tokend_argv() -> list[str]:
     return [sys.executable, "-m", "tokend"]
 
 
-def daemonless(fields: dict[str, str], deadline: float) -> None:
-    """Replace this process with ``tokend get --no-daemon`` (no child left behind)."""
+def daemonless_argv(fields: dict[str, str], deadline: float) -> list[str]:
+    """``tokend get --no-daemon`` for the request ``fields`` within ``deadline``: the one daemonless run."""
     argv = [*_tokend_argv(), "get", "--no-daemon", fields["profile"]]
     for key, flag in (("format", "--format"), ("min_ttl", "--min-ttl")):
         if key in fields:
             argv += [flag, fields[key]]
-    if "refresh" in fields:
+    if fields.get("refresh"):
         argv.append("--refresh")
     argv += ["--timeout", f"{max(deadline - time.monotonic(), 0.1):.3f}"]
+    return argv
+
+
+def daemonless(fields: dict[str, str], deadline: float) -> None:
+    """Replace this process with ``tokend get --no-daemon`` (no child left behind)."""
+    argv = daemonless_argv(fields, deadline)
     posix.execv(argv[0], argv)
 
 

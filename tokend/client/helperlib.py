@@ -104,10 +104,7 @@ def _daemonless(fields: dict[str, str], deadline: float) -> tuple[int, bytes]:
     import subprocess  # only here: it costs milliseconds to import
 
     left = max(deadline - time.monotonic(), 0.1)
-    argv = [*fastpath._tokend_argv(), "get", "--no-daemon", fields["profile"], "--format", fields["format"]]
-    if fields.get("refresh"):
-        argv.append("--refresh")
-    argv += ["--timeout", f"{left:.3f}"]
+    argv = fastpath.daemonless_argv(fields, deadline)
     try:
         done = subprocess.run(
             argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=left + 2.0, check=False
