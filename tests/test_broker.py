@@ -616,7 +616,12 @@ def test_forced_refresh_uses_the_profile_refresh_limit(harness: Callable[..., Ha
 def test_rate_limited_forced_refresh_still_honours_min_ttl(h: Harness) -> None:
     h.broker.get("p", force=True)
     h.clock.advance(10)
-    # rate-limited, but the cached credential has too little life for this caller
+    # rate-limited, and the cached credential has too little life for this caller:
+    # an error, never a credential with less than min_ttl, and no upstream call
+    with pytest.raises(SourceError, match="refresh_limit"):
+        h.broker.get("p", force=True, min_ttl=HOUR - 5)
+    assert h.sources.calls("p") == 1
+    h.clock.advance(30)  # the rate limit has passed: upstream is asked again
     cred = h.broker.get("p", force=True, min_ttl=HOUR - 5)
     assert h.sources.calls("p") == 2
     assert cred.expires_at == h.clock() + HOUR

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tokend.client import helperlib, hosts
+from tokend.client import helperlib, hosts, paths
 from tokend.core import config
 
 
@@ -29,7 +29,7 @@ def test_config_path_is_the_one_tokend_reads(
 ) -> None:
     for key, value in settings.items():
         monkeypatch.setenv(key, value)
-    assert helperlib.config_path() == str(config.default_path())
+    assert paths.config_path() == str(config.default_path())
 
 
 def write(path: Path, text: str, mode: int = 0o600) -> str:

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
-from tokend import setup_detect
 from tokend.cli import cli
 from tokend.cli import setup as setup_cli
 from tokend.core import config
+from tokend.integrations import detect
 
 
 @pytest.fixture
@@ -66,12 +66,12 @@ def test_damaged_files_are_skipped(home: Path) -> None:
     put(home / ".config" / "gcloud" / "credentials.db", "not a database")
     put(home / ".aws" / "config", "[profile broken\nregion=x\n")
     put(home / ".azure" / "azureProfile.json", '{"subscriptions": "nope"}')
-    found = setup_detect.detect(which=lambda name: None)
+    found = detect.detect(which=lambda name: None)
     assert found.proposals == [] and found.notes == []
 
 
 def test_nothing_found_writes_nothing(home: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(setup_detect.shutil, "which", lambda name: None)
+    monkeypatch.setattr(detect.shutil, "which", lambda name: None)
     result = CliRunner().invoke(cli, ["setup", "--yes"])
     assert result.exit_code == 0, result.output
     assert "found no gcloud, AWS or Azure CLI sign-in" in result.output
@@ -81,12 +81,12 @@ def test_nothing_found_writes_nothing(home: Path, monkeypatch: pytest.MonkeyPatc
 def test_gcloud_account_without_adc_needs_a_login(home: Path) -> None:
     put(home / ".config" / "gcloud" / "active_config", "work")
     put(home / ".config" / "gcloud" / "configurations" / "config_work", "[core]\naccount = me@x.example\n")
-    [proposal] = setup_detect.detect(which=lambda name: None).proposals
+    [proposal] = detect.detect(which=lambda name: None).proposals
     assert proposal.name == "google" and proposal.needs_login
     assert proposal.settings == {"source": "google"}
 
 
 def test_profile_names_are_made_valid() -> None:
-    assert setup_detect.profile_name("aws-my profile/x") == "aws-my-profile-x"
-    assert setup_detect.profile_name("///") == "profile"
-    assert len(setup_detect.profile_name("a" * 100)) == 64
+    assert detect.profile_name("aws-my profile/x") == "aws-my-profile-x"
+    assert detect.profile_name("///") == "profile"
+    assert len(detect.profile_name("a" * 100)) == 64

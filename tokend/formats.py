@@ -127,5 +127,8 @@ def check(fmt: str) -> None:
 
 
 def render(cred: Credential, fmt: str, ctx: Mapping[str, str] | None = None) -> str:
-    check(fmt)
-    return RENDERERS[fmt](cred, ctx or {})
+    renderer = RENDERERS.get(fmt)
+    if renderer is None:
+        check(fmt)  # raises, naming the formats
+        raise AssertionError(fmt)  # pragma: no cover
+    return renderer(cred, ctx or {})

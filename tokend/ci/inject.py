@@ -10,13 +10,11 @@ process through the shared local cache, as ``tokend get --no-daemon`` does.
 
 from __future__ import annotations
 
-import os
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from tokend import formats
-from tokend.client import paths
 from tokend.core.credential import Credential
 from tokend.core.errors import UsageError
 
@@ -54,29 +52,23 @@ def parse_spec(text: str) -> Spec:
 
 def fetch(profiles: Iterable[str], timeout: float | None = None) -> dict[str, Credential]:
     """One credential per profile, fetched concurrently in this process (shared local cache)."""
-    from concurrent.futures import Future
+    import asyncio
 
-    from tokend.client.rundir import prepare_dir
-    from tokend.core import config
-    from tokend.core.broker import Broker
-    from tokend.core.localcache import LocalCache
+    from tokend.core.daemonless import local_broker
 
     names = list(dict.fromkeys(profiles))
-    cfg = config.load()
-    for name in names:
-        cfg.profile(name)  # unknown profile: exit 2 before anything is fetched
-    rundir = paths.runtime_dir()
-    prepare_dir(rundir)
-    cache = LocalCache(os.path.join(rundir, "cache"), lock_timeout=timeout or 60.0)
-    broker = Broker(cfg, store=cache, max_fetch_timeout=timeout)
-    try:
-        pending = {name: broker.lookup(name) for name in names}  # fetches run side by side
-        out = {}
-        for name, result in pending.items():
-            out[name] = result if not isinstance(result, Future) else broker.get(name, timeout=timeout)
-        return out
-    finally:
-        broker.close()
+    with local_broker(timeout) as broker:
+        for name in names:
+            broker.profile(name)  # unknown profile: exit 2 before anything is fetched
+
+        async def one(name: str) -> Credential:
+            result = broker.request(name, timeout=timeout)
+            return result if isinstance(result, Credential) else await result
+
+        async def every() -> list[Credential]:
+            return list(await asyncio.gather(*(one(name) for name in names)))  # fetches side by side
+
+        return dict(zip(names, asyncio.run(every()), strict=True))
 
 
 def variables(specs: Sequence[Spec], creds: dict[str, Credential]) -> list[Var]:

@@ -28,7 +28,12 @@ def render_status(doc: dict[str, Any], now: float) -> str:
         if rss
         else f"daemon pid {doc['pid']}",
         f"socket {doc['socket']}",
-        f"config {doc['config']}",
+        f"config {doc['config']}"
+        + (
+            f" (changed but invalid, still using the previous one: {doc['config_error']})"
+            if doc.get("config_error")
+            else ""
+        ),
         "",
     ]
     header = (

@@ -9,7 +9,7 @@ import time
 import click
 
 from tokend import ci, formats
-from tokend.client import fastpath, paths
+from tokend.client import fastpath
 from tokend.core.durations import parse_duration
 from tokend.core.errors import Relayed, UsageError
 
@@ -25,22 +25,11 @@ def _duration(ctx: click.Context, param: click.Parameter, value: str | None) -> 
 
 def daemonless(profile: str, fmt: str, min_ttl: float | None, refresh: bool, timeout: float) -> str:
     """Fetch through the cross-process cache in the runtime dir, no daemon involved."""
-    from tokend.client.rundir import prepare_dir
-    from tokend.core import config
-    from tokend.core.broker import Broker
-    from tokend.core.localcache import LocalCache
+    from tokend.core.daemonless import local_broker
 
-    rundir = paths.runtime_dir()
-    prepare_dir(rundir)  # the same 0700 checks the daemon makes
-    cache = LocalCache(os.path.join(rundir, "cache"), lock_timeout=timeout)
-    broker = Broker(config.load(), store=cache, max_fetch_timeout=timeout)
-    try:
-        formats.check(fmt)
-        min_ttl = formats.min_ttl(fmt, min_ttl, broker.profile(profile).min_ttl)
-        cred = broker.get(profile, min_ttl=min_ttl, force=refresh, timeout=timeout)
+    with local_broker(timeout) as broker:
+        cred = broker.get(profile, fmt=fmt, min_ttl=min_ttl, force=refresh, timeout=timeout)
         return formats.render(cred, fmt, _exec_info())
-    finally:
-        broker.close()
 
 
 def _exec_info() -> dict[str, str]:

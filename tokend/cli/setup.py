@@ -17,13 +17,12 @@ from typing import Any
 
 import click
 
-from tokend import setup_detect
 from tokend.core import config
 from tokend.core.errors import UsageError
-from tokend.integrations import configedit
+from tokend.integrations import configedit, detect
 
 
-def _duplicate(existing: Mapping[str, Any], proposal: setup_detect.Proposal) -> str | None:
+def _duplicate(existing: Mapping[str, Any], proposal: detect.Proposal) -> str | None:
     """The existing profile that already does what ``proposal`` would, if any."""
     if proposal.name in existing:
         return proposal.name
@@ -51,7 +50,7 @@ def register(cli: click.Group) -> None:
         path = config.default_path()
         doc = configedit.read(path)
         existing = dict(doc.get("profiles", {}))
-        found = setup_detect.detect()
+        found = detect.detect()
 
         def say(line: str) -> None:
             click.echo(line, err=True)
@@ -84,7 +83,7 @@ def register(cli: click.Group) -> None:
                 say(f"next: tokend login {p.name}")
                 groups.add(p.login_group or p.name)
         profiles = [*(p.name for p in added), *existing]
-        for offer in setup_detect.consumers(os.environ, shutil.which, profiles):
+        for offer in detect.consumers(os.environ, shutil.which, profiles):
             command = f"tokend integrate {offer.consumer} {offer.profile}"
             runnable = offer.profile in profiles and not dry_run
             ask = f"{offer.why}; run {command}?"

@@ -5,13 +5,18 @@ request needs (no click, no SDK, not even the ``socket`` module) and keeps its
 own deadline below the Codex CLI's 5 s default. When no daemon answers it
 starts one (one per herd, under a file lock), and failing that it runs the
 request daemonless by exec'ing ``tokend get --no-daemon``.
+
+It believes only what the user controls: before it connects, creates, locks or
+logs anything it checks that the runtime directory is the user's own and
+closed to others, and it asks no daemon that runs as another uid
+(``tokend.client.trust``). A refusal is one line and exit status 3.
 """
 
 import posix  # os's C core: ``import os`` alone would add ~1 ms to every call
 import sys
 import time
 
-from tokend.client import paths, protocol
+from tokend.client import paths, protocol, trust
 
 USAGE = "usage: tokend-print PROFILE [--format F] [--min-ttl D] [--refresh] [--refresh-on-repeat]"
 DEFAULT_TIMEOUT = 4.0
@@ -24,6 +29,7 @@ TYPE_CHECKING = False  # typing itself is too heavy to import here
 if TYPE_CHECKING:
     from collections.abc import Callable
 
+    Getenv = Callable[[str], str | None]
     #: Runs the request daemonless: ``fallback(fields, deadline) -> (status, body)``.
     Fallback = Callable[[dict[str, str], float], tuple[int, bytes]]
 
@@ -86,16 +92,32 @@ def timeout_from_env() -> float:
     return value
 
 
+TRUTHY = ("1", "true", "yes", "on")
+
+
+def truthy(value: str | None) -> bool:
+    return (value or "").strip().lower() in TRUTHY
+
+
 def _truthy(name: str) -> bool:
-    return (getenv(name) or "").strip().lower() in ("1", "true", "yes", "on")
+    return truthy(getenv(name))
 
 
-def no_daemon() -> bool:
-    """``TOKEND_NO_DAEMON`` when set, else ``CI=true``: a CI job has no daemon to share
-    (tokend/ci/__init__.py says the same for the full CLI)."""
-    if (getenv("TOKEND_NO_DAEMON") or "").strip():
-        return _truthy("TOKEND_NO_DAEMON")
-    return _truthy("CI")
+def in_ci(env: "Getenv | None" = None) -> bool:
+    """``CI=true``: nobody is at the keyboard (GitHub Actions, GitLab CI, and most others set it)."""
+    return truthy((env or getenv)("CI"))
+
+
+def no_daemon(env: "Getenv | None" = None) -> bool:
+    """``TOKEND_NO_DAEMON`` when set, else ``CI=true``: a CI job has no daemon to share.
+
+    The one definition: ``tokend.ci.daemonless`` (the full CLI) calls this. ``env``
+    looks a variable up (default: this process's environment).
+    """
+    explicit = (env or getenv)("TOKEND_NO_DAEMON")
+    if explicit and explicit.strip():
+        return truthy(explicit)
+    return in_ci(env)
 
 
 def _tokend_argv() -> list[str]:
@@ -109,15 +131,21 @@ def _tokend_argv() -> list[str]:
     return [sys.executable, "-m", "tokend"]
 
 
-def daemonless(fields: dict[str, str], deadline: float) -> None:
-    """Replace this process with ``tokend get --no-daemon`` (no child left behind)."""
+def daemonless_argv(fields: dict[str, str], deadline: float) -> list[str]:
+    """``tokend get --no-daemon`` for the request ``fields`` within ``deadline``: the one daemonless run."""
     argv = [*_tokend_argv(), "get", "--no-daemon", fields["profile"]]
     for key, flag in (("format", "--format"), ("min_ttl", "--min-ttl")):
         if key in fields:
             argv += [flag, fields[key]]
-    if "refresh" in fields:
+    if fields.get("refresh"):
         argv.append("--refresh")
     argv += ["--timeout", f"{max(deadline - time.monotonic(), 0.1):.3f}"]
+    return argv
+
+
+def daemonless(fields: dict[str, str], deadline: float) -> None:
+    """Replace this process with ``tokend get --no-daemon`` (no child left behind)."""
+    argv = daemonless_argv(fields, deadline)
     posix.execv(argv[0], argv)
 
 
@@ -125,7 +153,7 @@ def _lock(path: str, deadline: float) -> int | None:
     import fcntl
     import os
 
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    fd = trust.open_private(path, os.O_RDWR | os.O_CREAT)
     while True:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -138,13 +166,24 @@ def _lock(path: str, deadline: float) -> int | None:
 
 
 def autostart(sock_path: str, request: bytes, deadline: float) -> tuple[int, bytes] | None:
-    """Start a daemon (exactly one per herd) and ask again; None when that did not work."""
+    """Start a daemon (exactly one per herd) and ask again; None when that did not work.
+
+    Fail when the runtime directory or a file in it is not ours alone.
+    """
     import os
 
     rundir = os.path.dirname(sock_path)
     try:
         os.makedirs(rundir, mode=0o700, exist_ok=True)
+    except OSError:
+        return None
+    # Again after creating it: it may have been there (someone else's) all along.
+    if not trusted_dir(rundir):
+        return None
+    try:
         fd = _lock(os.path.join(rundir, "autostart.lock"), deadline)
+    except trust.Refused as e:
+        raise Fail(EXIT_NO_DAEMON, "tokend: " + e.line) from None
     except OSError:
         return None
     if fd is None:
@@ -167,11 +206,13 @@ def _spawn_daemon(rundir: str, deadline: float) -> bool:
     import select
     import subprocess
 
+    try:
+        log_path = os.path.join(rundir, "tokend.log")
+        log_fd = trust.open_private(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND)
+    except trust.Refused as e:
+        raise Fail(EXIT_NO_DAEMON, "tokend: " + e.line) from None
     read_fd, write_fd = os.pipe()
     env = dict(os.environ, TOKEND_READY_FD=str(write_fd))
-    log_fd = os.open(
-        os.path.join(rundir, "tokend.log"), os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o600
-    )
     try:
         subprocess.Popen(
             [*_tokend_argv(), "serve"],
@@ -195,6 +236,20 @@ def _spawn_daemon(rundir: str, deadline: float) -> bool:
         os.close(read_fd)
 
 
+def trusted_dir(rundir: str) -> bool:
+    """Whether ``rundir`` exists; Fail(3) when it is not a directory of ours closed to others
+    (another user could have put their own daemon there)."""
+    try:
+        why = trust.dir_problem(rundir)
+    except FileNotFoundError:
+        return False
+    except OSError as e:
+        raise Fail(EXIT_NO_DAEMON, f"tokend: cannot check {rundir}: {e.strerror}") from None
+    if why:
+        raise Fail(EXIT_NO_DAEMON, "tokend: " + why)
+    return True
+
+
 def ask(fields: dict[str, str], timeout: float, fallback: "Fallback") -> tuple[int, bytes]:
     """The daemon's answer for another thin helper (git, docker): as tokend-print's,
     but ``fallback`` runs the request daemonless instead of exec'ing ``tokend get``."""
@@ -204,14 +259,16 @@ def ask(fields: dict[str, str], timeout: float, fallback: "Fallback") -> tuple[i
 def _ask(fields: dict[str, str], timeout: float, fallback: "Fallback | None" = None) -> tuple[int, bytes]:
     """The daemon's answer; starts a daemon or goes daemonless when none listens."""
     deadline = time.monotonic() + timeout
-    sock_path = paths.socket_path(getenv)
+    rundir = paths.runtime_dir(getenv)
+    sock_path = rundir + "/" + paths.SOCKET_NAME
     request = protocol.encode_request("get", fields)
     profile = fields["profile"]
     # No daemon can listen on a path over the unix limit (tokend serve refuses
     # it): go straight to the daemonless fallback, as ``tokend get`` does.
     reachable = len(sock_path.encode()) <= paths.MAX_SOCKET_PATH
     try:
-        if reachable:
+        # Nothing is created, locked, asked or believed before this check.
+        if reachable and trusted_dir(rundir):
             try:
                 return protocol.call(sock_path, request, timeout)
             except (FileNotFoundError, ConnectionRefusedError):
@@ -220,6 +277,8 @@ def _ask(fields: dict[str, str], timeout: float, fallback: "Fallback | None" = N
             answer = autostart(sock_path, request, deadline - timeout * FALLBACK_RESERVE)
             if answer is not None:
                 return answer
+    except trust.Refused as e:
+        raise Fail(EXIT_NO_DAEMON, "tokend: " + e.line) from None
     except TimeoutError:
         raise Fail(
             EXIT_FAILED,

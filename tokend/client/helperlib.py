@@ -11,12 +11,10 @@ from __future__ import annotations
 
 import collections
 import json
-import os
-import stat
 import sys
 import time
 
-from tokend.client import fastpath, hosts
+from tokend.client import fastpath, hosts, paths, trust
 
 TYPE_CHECKING = False  # typing (and calendar) cost milliseconds to import on this hot path
 if TYPE_CHECKING:
@@ -40,28 +38,17 @@ class HelperError(Exception):
         self.status = status
 
 
-def config_path() -> str:
-    """The tokend config, found as ``tokend.core.config.default_path`` finds it."""
-    explicit = os.environ.get("TOKEND_CONFIG")
-    if explicit:
-        return os.path.expanduser(explicit)
-    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
-    return os.path.join(base, "tokend", "config.toml")
-
-
 def load_routes(path: str | None = None) -> dict[str, hosts.Route]:
     """The ``[hosts]`` table; empty when there is no config."""
-    path = path or config_path()
+    path = path or paths.config_path()
     try:
-        with open(path, "rb") as f:
-            mode = os.fstat(f.fileno()).st_mode
-            data = f.read()
+        data = trust.read_config(path)
     except FileNotFoundError:
         return {}
+    except trust.Refused as e:
+        raise HelperError("tokend: " + e.line, 2) from None
     except OSError as e:
         raise HelperError(f"tokend: {path}: cannot read config: {e.strerror}", 2) from None
-    if mode & (stat.S_IWGRP | stat.S_IWOTH):
-        raise HelperError(f"tokend: {path}: refusing a config writable by group or others (chmod go-w)", 2)
     if sys.version_info >= (3, 11):
         import tomllib
     else:  # pragma: no cover
@@ -117,10 +104,7 @@ def _daemonless(fields: dict[str, str], deadline: float) -> tuple[int, bytes]:
     import subprocess  # only here: it costs milliseconds to import
 
     left = max(deadline - time.monotonic(), 0.1)
-    argv = [*fastpath._tokend_argv(), "get", "--no-daemon", fields["profile"], "--format", fields["format"]]
-    if fields.get("refresh"):
-        argv.append("--refresh")
-    argv += ["--timeout", f"{left:.3f}"]
+    argv = fastpath.daemonless_argv(fields, deadline)
     try:
         done = subprocess.run(
             argv, stdin=subprocess.DEVNULL, capture_output=True, timeout=left + 2.0, check=False

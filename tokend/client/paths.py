@@ -39,3 +39,15 @@ def socket_path(getenv: "Getenv" = _getenv) -> str:
 
 def log_path(getenv: "Getenv" = _getenv) -> str:
     return runtime_dir(getenv) + "/tokend.log"
+
+
+def config_path(getenv: "Getenv" = _getenv) -> str:
+    """The config file: ``$TOKEND_CONFIG``, else ``$XDG_CONFIG_HOME/tokend/config.toml``
+    (``~/.config`` by default). The daemon, ``tokend`` and the helpers all find it here."""
+    import os.path  # only the helpers and the full CLI read the config; both have os already
+
+    explicit = getenv("TOKEND_CONFIG")
+    if explicit:
+        return os.path.expanduser(explicit)
+    base = getenv("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    return os.path.join(base, "tokend", "config.toml")

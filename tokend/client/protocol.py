@@ -11,6 +11,8 @@ the rendered credential on success, else the one stderr line.
 
 import time
 
+from tokend.client import trust
+
 MAX_REQUEST = 64 * 1024
 MAX_RESPONSE = 4 * 1024 * 1024
 OPS = frozenset({"get", "status", "stop", "reload", "drop", "ping"})
@@ -87,7 +89,8 @@ def call(path: str, request: bytes, timeout: float) -> tuple[int, bytes]:
     """One request/response over a fresh connection, all within ``timeout`` seconds.
 
     Raises FileNotFoundError / ConnectionRefusedError when no daemon listens,
-    TimeoutError past the deadline, NoAnswer if the daemon hung up on us.
+    TimeoutError past the deadline, NoAnswer if the daemon hung up on us, and
+    trust.Refused when the listener is another user's: it gets no request.
     """
     import _socket  # the socket module costs ~5 ms of imports; the C module does not
 
@@ -96,6 +99,7 @@ def call(path: str, request: bytes, timeout: float) -> tuple[int, bytes]:
     try:
         sock.settimeout(max(timeout, 0.001))
         sock.connect(path)
+        trust.check_peer(sock, path)
         sock.sendall(request)
         buf = b""
         while True:

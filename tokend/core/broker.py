@@ -1,46 +1,47 @@
-"""The credential cache shared by the daemon and daemonless mode.
+"""The credential cache shared by the daemon and daemonless mode, and its one request path.
 
 Per profile: one upstream fetch at a time (single flight), a background
 refresh before the credential goes stale, the old credential served while a
 failing refresh backs off (only while it has more than ``min_ttl`` left), a
-wall-clock check on every request and a rate limit on forced refreshes.
+wall-clock check on every request and a rate limit on forced refreshes and on
+demands the source cannot meet.
 
-``lookup`` never blocks on upstream: it returns a credential, or a future the
-caller awaits (the daemon wraps it for asyncio; ``get`` simply waits).
+``request`` is the one place a caller's request is decided: it resolves the
+effective ``min_ttl``, serves the cache or waits for the single fetch within
+its deadline, and chooses between the new credential, the still-valid old one
+and the error. It returns a credential at once when the cache serves it, else
+an awaitable (the daemon awaits it on its event loop; ``get`` runs it for
+callers without one).
 """
 
 from __future__ import annotations
 
-import dataclasses
+import asyncio
 import logging
-import math
 import queue
 import random
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from concurrent.futures import Executor, Future, ThreadPoolExecutor
-from concurrent.futures import TimeoutError as FutureTimeout
-from dataclasses import dataclass
-from types import MappingProxyType
 from typing import Any, Protocol
 
 from tokend.core import policy
+from tokend.core.answers import BadAnswer, check_answer, effective_min_ttl, sane
 from tokend.core.config import Config, Profile
 from tokend.core.credential import Credential
 from tokend.core.durations import format_duration
+from tokend.core.entry import Cancellable, Entry
 from tokend.core.errors import REDACTOR, SourceError, SourceTimeout, TokendError, UsageError
 from tokend.sources import registry
 from tokend.sources.base import BaseSource, FetchRequest
+
+__all__ = ["HUNG_GRACE", "Broker", "Cancellable", "build_source"]
 
 log = logging.getLogger(__name__)
 
 #: A fetch still running this long after its own timeout is presumed wedged.
 HUNG_GRACE = 5.0
-
-
-class Cancellable(Protocol):
-    def cancel(self) -> None: ...
 
 
 #: ``scheduler(delay, fn)`` runs ``fn`` after ``delay`` seconds, from any thread.
@@ -76,35 +77,6 @@ def build_source(profile: Profile, clock: Callable[[], float]) -> BaseSource:
     return cls(profile.name, profile.options, clock=clock)
 
 
-@dataclass
-class _Entry:
-    profile: Profile
-    source: BaseSource
-    cred: Credential | None = None
-    inflight: Future[Credential] | None = None
-    inflight_since: float = 0.0
-    timer: Cancellable | None = None
-    next_refresh: float | None = None
-    last_refresh: float | None = None
-    last_forced: float = -math.inf
-    last_used: float = 0.0
-    failures: int = 0
-    last_error: str | None = None
-    hits: int = 0
-    fetches: int = 0
-    rotations: int = 0
-    identity: str | None = None  # the source's fingerprint() when this entry was made
-
-
-def _store_key(entry: _Entry) -> Profile:
-    """The profile as the shared cache keys it: with the source's identity folded
-    in, so a process never loads a credential cached for another identity."""
-    if entry.identity is None:
-        return entry.profile
-    options = MappingProxyType({**entry.profile.options, "\0identity": entry.identity})
-    return dataclasses.replace(entry.profile, options=options)
-
-
 class Broker:
     def __init__(
         self,
@@ -131,19 +103,78 @@ class Broker:
         self._store = store
         self._rng = rng or random.Random()
         self._make_source = source_factory
-        self._entries: dict[str, _Entry] = {}
+        self._entries: dict[str, Entry] = {}
         self._lock = threading.Lock()
 
     @property
     def config(self) -> Config:
         return self._config
 
-    # -- requests -----------------------------------------------------------
+    def profile(self, name: str) -> Profile:
+        return self._config.profile(name)
+
+    # -- the request path ---------------------------------------------------------
+
+    def request(
+        self,
+        name: str,
+        *,
+        fmt: str = "raw",
+        min_ttl: float | None = None,
+        force: bool = False,
+        timeout: float | None = None,
+    ) -> Credential | Awaitable[Credential]:
+        """The credential for one caller: at once from the cache, or an awaitable of the fetch's outcome.
+
+        ``min_ttl`` is the caller's (None: the profile's), raised to ``fmt``'s
+        floor; ``force`` asks upstream for a new credential (rate-limited);
+        ``timeout`` bounds the wait (default: the profile's timeout plus a grace).
+        """
+        profile = self.profile(name)
+        ttl = effective_min_ttl(profile, fmt, min_ttl)
+        result = self.lookup(name, min_ttl=ttl, force=force)
+        if isinstance(result, Credential):
+            return result
+        wait = profile.timeout + HUNG_GRACE if timeout is None else timeout
+        return self._settle(name, result, ttl, wait)
+
+    def get(
+        self,
+        name: str,
+        *,
+        fmt: str = "raw",
+        min_ttl: float | None = None,
+        force: bool = False,
+        timeout: float | None = None,
+    ) -> Credential:
+        """``request`` for callers without an event loop (daemonless mode, sources' dependencies)."""
+        result = self.request(name, fmt=fmt, min_ttl=min_ttl, force=force, timeout=timeout)
+        if isinstance(result, Credential):
+            return result
+        return asyncio.run(_awaited(result))
+
+    async def _settle(self, name: str, fut: Future[Credential], ttl: float, wait: float) -> Credential:
+        """The new credential if it serves ``ttl``, else the still-valid old one, else the error."""
+        try:
+            try:
+                cred = await asyncio.wait_for(asyncio.wrap_future(fut), wait)
+            except asyncio.TimeoutError:
+                raise SourceTimeout(f"no credential within {wait:g}s", profile=name) from None
+            self.check(name, cred, ttl)
+        except TokendError:
+            fallback = self.servable(name, ttl)
+            if fallback is None:
+                raise
+            return fallback
+        return cred
 
     def lookup(
         self, name: str, *, min_ttl: float | None = None, force: bool = False
     ) -> Credential | Future[Credential]:
-        """A servable credential now, or the future of the fetch that will produce one."""
+        """A servable credential now, or the future of the fetch that will produce one.
+
+        The non-blocking half of ``request`` (``min_ttl`` already resolved).
+        """
         now = self._clock()
         with self._lock:
             entry = self._entry(name)
@@ -154,75 +185,37 @@ class Broker:
                 self._drop(name)
                 entry = self._entry(name)
             entry.last_used = now
-            ttl = entry.profile.min_ttl if min_ttl is None else min_ttl
-            if force and now - entry.last_forced >= entry.profile.refresh_limit:
-                entry.last_forced = now
-                return self._start_fetch(entry, now, forced=True, min_ttl=ttl)
+            profile = entry.profile
+            ttl = profile.min_ttl if min_ttl is None else min_ttl
             if force:
+                if now - entry.last_forced >= profile.refresh_limit:
+                    entry.last_forced = now
+                    return self._start_fetch(entry, now, forced=True, min_ttl=ttl)
                 log.info(
                     "%s: forced refresh rate-limited (one per %s)",
                     name,
-                    format_duration(entry.profile.refresh_limit),
+                    format_duration(profile.refresh_limit),
                 )
-            cred = entry.cred
-            if cred is None and self._store is not None:
-                cred = entry.cred = self._store.load(_store_key(entry))
+            if entry.cred is None and self._store is not None:
+                entry.keep(sane(self._store.load(entry.store_key()), now, profile))
+            cred = entry.servable(now, ttl)
             if cred is not None:
-                st = policy.state(cred, now, ttl)
-                if st is not policy.State.EXPIRED:
-                    entry.hits += 1
-                    # After a failed refresh the retry waits for its backoff:
-                    # callers of a still-servable credential must not bypass it.
-                    backing_off = (
-                        entry.failures > 0 and entry.next_refresh is not None and now < entry.next_refresh
-                    )
-                    if st is policy.State.STALE and entry.inflight is None and not backing_off:
-                        self._start_fetch(entry, now, forced=False)
-                    return cred
+                entry.hits += 1
+                stale = policy.state(cred, now, ttl) is policy.State.STALE
+                if stale and entry.inflight is None and not entry.backing_off(now):
+                    self._start_fetch(entry, now, forced=False)
+                return cred
+            if entry.inflight is None and entry.hold_error is not None and now < entry.hold_until:
+                raise entry.hold_error
+            if ttl > profile.min_ttl:
+                # This caller wants more life than the profile's callers (--min-ttl,
+                # a format's floor): upstream may not give that much, so such demands
+                # reach it no more often than forced refreshes while the cache is healthy.
+                healthy = entry.servable(now, profile.min_ttl) is not None
+                if healthy and now - entry.last_forced < profile.refresh_limit:
+                    raise self._unmet(entry, now, ttl)
+                entry.last_forced = now
             return self._start_fetch(entry, now, forced=False, min_ttl=ttl)
-
-    def get(
-        self,
-        name: str,
-        *,
-        min_ttl: float | None = None,
-        force: bool = False,
-        timeout: float | None = None,
-    ) -> Credential:
-        """Blocking form of ``lookup`` (daemonless mode, tests)."""
-        result = self.lookup(name, min_ttl=min_ttl, force=force)
-        if isinstance(result, Credential):
-            return result
-        profile = self.profile(name)
-        wait = profile.timeout + HUNG_GRACE if timeout is None else timeout
-        try:
-            try:
-                cred = result.result(timeout=wait)
-            except (TimeoutError, FutureTimeout):  # distinct classes before Python 3.11
-                raise SourceTimeout(f"no credential within {wait:g}s", profile=name) from None
-            self.check(name, cred, min_ttl)
-        except TokendError:
-            fallback = self.servable(name, min_ttl)
-            if fallback is None:
-                raise
-            return fallback
-        return cred
-
-    def servable(self, name: str, min_ttl: float | None) -> Credential | None:
-        """The cached credential if it still serves a caller needing ``min_ttl``.
-
-        Used when a fetch fails for a caller who asked for it anyway (--refresh,
-        or a race with another refresh): the old credential is still served
-        while it has more than min_ttl left.
-        """
-        now = self._clock()
-        with self._lock:
-            entry = self._entries.get(name)
-            cred = None if entry is None else entry.cred
-            if entry is None or cred is None:
-                return None
-            ttl = entry.profile.min_ttl if min_ttl is None else min_ttl
-        return None if policy.state(cred, now, ttl) is policy.State.EXPIRED else cred
 
     def check(self, name: str, cred: Credential, min_ttl: float | None) -> None:
         """Raise unless a freshly fetched ``cred`` satisfies the caller's ``min_ttl``."""
@@ -238,8 +231,30 @@ class Broker:
                 retryable=False,
             )
 
-    def profile(self, name: str) -> Profile:
-        return self._config.profile(name)
+    def servable(self, name: str, min_ttl: float | None) -> Credential | None:
+        """The cached credential if it still serves a caller needing ``min_ttl``.
+
+        Used when a fetch fails for a caller who asked for it anyway (--refresh,
+        or a race with another refresh): the old credential is still served
+        while it has more than min_ttl left.
+        """
+        with self._lock:
+            entry = self._entries.get(name)
+            if entry is None:
+                return None
+            return entry.servable(self._clock(), entry.profile.min_ttl if min_ttl is None else min_ttl)
+
+    def _unmet(self, entry: Entry, now: float, ttl: float) -> SourceError:
+        cred = entry.cred
+        left = None if cred is None else cred.remaining(now)
+        has = "no expiry" if left is None else f"{format_duration(left)} left"
+        return SourceError(
+            f"the cached credential has {has}, not more than the {format_duration(ttl)} this request needs "
+            f"(--min-ttl, or the output format's floor); upstream is asked for more at most once per "
+            f"{format_duration(entry.profile.refresh_limit)} (refresh_limit)",
+            profile=entry.profile.name,
+            retryable=False,
+        )
 
     # -- configuration --------------------------------------------------------
 
@@ -278,11 +293,10 @@ class Broker:
                 if entry.inflight is not None or cred is None:
                     continue
                 st = policy.state(cred, now, entry.profile.min_ttl)
-                backing_off = entry.failures > 0 and due is not None and now < due
                 in_use = now - entry.last_used <= policy.IDLE_STOP
                 if in_use and (
                     st is policy.State.EXPIRED
-                    or (st is policy.State.STALE and not backing_off)
+                    or (st is policy.State.STALE and not entry.backing_off(now))
                     or (due is not None and due <= now)
                 ):
                     self._start_fetch(entry, now, forced=False)
@@ -312,40 +326,22 @@ class Broker:
         with self._lock:
             for name, profile in sorted(self._config.profiles.items()):
                 entry = self._entries.get(name)
-                row: dict[str, Any] = {"profile": name, "source": profile.source}
                 if entry is None:
-                    row.update(state="idle", hits=0, fetches=0)
-                    rows.append(row)
-                    continue
-                cred = entry.cred
-                if cred is None:
-                    state = "error" if entry.last_error else "empty"
+                    rows.append(
+                        {"profile": name, "source": profile.source, "state": "idle", "hits": 0, "fetches": 0}
+                    )
                 else:
-                    state = policy.state(cred, now, profile.min_ttl).value
-                row.update(
-                    state=state,
-                    refreshing=entry.inflight is not None,
-                    expires_in=None if cred is None else cred.remaining(now),
-                    expires_at=None if cred is None else cred.expires_iso(),
-                    last_refresh=entry.last_refresh,
-                    next_refresh=entry.next_refresh,
-                    hits=entry.hits,
-                    fetches=entry.fetches,
-                    failures=entry.failures,
-                    rotations=entry.rotations,
-                    last_error=entry.last_error,
-                )
-                rows.append(row)
+                    rows.append(entry.status_row(now))
         return rows
 
     # -- internals (called with self._lock held) -------------------------------
 
-    def _entry(self, name: str) -> _Entry:
+    def _entry(self, name: str) -> Entry:
         entry = self._entries.get(name)
         if entry is None:
             profile = self._config.profile(name)
             source = self._make_source(profile, self._clock)
-            entry = _Entry(profile=profile, source=source, identity=source.fingerprint())
+            entry = Entry(profile=profile, source=source, identity=source.fingerprint())
             self._entries[name] = entry
         return entry
 
@@ -353,11 +349,10 @@ class Broker:
         entry = self._entries.pop(name)
         if entry.timer is not None:
             entry.timer.cancel()
-        if entry.cred is not None:
-            REDACTOR.discard(entry.cred.secret_values())
+        entry.keep(None)
 
     def _start_fetch(
-        self, entry: _Entry, now: float, *, forced: bool, min_ttl: float | None = None
+        self, entry: Entry, now: float, *, forced: bool, min_ttl: float | None = None
     ) -> Future[Credential]:
         inflight = entry.inflight
         if inflight is not None:
@@ -380,7 +375,7 @@ class Broker:
         self._executor.submit(self._run_fetch, entry, fut, forced, min_ttl)
         return fut
 
-    def _schedule(self, entry: _Entry, when: float | None, now: float) -> None:
+    def _schedule(self, entry: Entry, when: float | None, now: float) -> None:
         entry.next_refresh = when
         if when is None or self._scheduler is None:
             return
@@ -388,7 +383,7 @@ class Broker:
             entry.timer.cancel()
         entry.timer = self._scheduler(max(when - now, 0.0), lambda: self._on_timer(entry))
 
-    def _on_timer(self, entry: _Entry) -> None:
+    def _on_timer(self, entry: Entry) -> None:
         now = self._clock()
         with self._lock:
             if self._entries.get(entry.profile.name) is not entry or entry.inflight is not None:
@@ -407,7 +402,7 @@ class Broker:
     # -- the fetch itself (worker thread) ---------------------------------------
 
     def _run_fetch(
-        self, entry: _Entry, fut: Future[Credential], forced: bool, min_ttl: float | None = None
+        self, entry: Entry, fut: Future[Credential], forced: bool, min_ttl: float | None = None
     ) -> None:
         profile = entry.profile
         # The shared cache's copy must satisfy the caller that started the fetch,
@@ -428,15 +423,16 @@ class Broker:
         try:
             if self._store is not None:
                 cred = self._store.fetch_through(
-                    _store_key(entry),
-                    lambda: self._fetch_checked(entry.source, request),
+                    entry.store_key(),
+                    lambda: self._fetch_checked(entry, request),
                     usable=lambda c: (
-                        policy.state(c, self._clock(), ttl) is not policy.State.EXPIRED
+                        sane(c, self._clock(), profile) is not None
+                        and policy.state(c, self._clock(), ttl) is not policy.State.EXPIRED
                     ),
                     forced=forced,
                 )
             else:
-                cred = self._fetch_checked(entry.source, request)
+                cred = self._fetch_checked(entry, request)
         except TokendError as e:
             if e.profile is None:
                 e.profile = profile.name
@@ -447,14 +443,15 @@ class Broker:
         else:
             self._succeeded(entry, fut, cred)
 
-    def _fetch_checked(self, source: BaseSource, request: FetchRequest) -> Credential:
-        cred = source.fetch(request)
-        REDACTOR.add(cred.secret_values())
+    def _fetch_checked(self, entry: Entry, request: FetchRequest) -> Credential:
+        cred = entry.source.fetch(request)
         now = self._clock()
-        if cred.expires_at is not None and cred.expires_at <= now:
-            raise SourceError(
-                f"source returned a credential that expired at {cred.expires_iso()}", profile=request.profile
-            )
+        try:
+            check_answer(cred, now, entry.profile)
+        except BadAnswer:
+            # Never cached, but seen: its values stay redacted for good.
+            REDACTOR.add(cred.secret_values())
+            raise
         if not cred.issued_at:
             # Sources may leave issued_at unset; the life fraction needs it.
             cred = Credential(
@@ -468,7 +465,7 @@ class Broker:
             )
         return cred
 
-    def _succeeded(self, entry: _Entry, fut: Future[Credential], cred: Credential) -> None:
+    def _succeeded(self, entry: Entry, fut: Future[Credential], cred: Credential) -> None:
         now = self._clock()
         with self._lock:
             entry.fetches += 1
@@ -478,12 +475,13 @@ class Broker:
                 old = entry.cred
                 if old is not None and old is not cred and old.fields != cred.fields:
                     entry.rotations += 1
-                entry.cred, entry.failures, entry.last_error = cred, 0, None
+                entry.keep(cred)
+                entry.failures, entry.last_error, entry.hold_error = 0, None, None
                 entry.last_refresh = now
                 self._schedule(entry, policy.next_refresh(cred, now, entry.profile.min_ttl, self._rng), now)
         fut.set_result(cred)
 
-    def _failed(self, entry: _Entry, fut: Future[Credential], err: TokendError) -> None:
+    def _failed(self, entry: Entry, fut: Future[Credential], err: TokendError) -> None:
         now = self._clock()
         with self._lock:
             entry.fetches += 1
@@ -492,14 +490,14 @@ class Broker:
             if self._entries.get(entry.profile.name) is entry:
                 entry.failures += 1
                 entry.last_error = err.message
-                cred = entry.cred
-                usable = (
-                    cred is not None
-                    and policy.state(cred, now, entry.profile.min_ttl) is not policy.State.EXPIRED
-                )
+                usable = entry.servable(now, entry.profile.min_ttl) is not None
                 retryable = getattr(err, "retryable", False)
+                delay = policy.backoff(entry.failures, self._rng)
+                if isinstance(err, BadAnswer):
+                    # Asking again at once would get the same answer: callers
+                    # get this error until the backoff ends.
+                    entry.hold_until, entry.hold_error = now + delay, err
                 if usable and retryable:
-                    delay = policy.backoff(entry.failures, self._rng)
                     log.warning(
                         "%s: refresh failed (%s); serving the cached credential, retry in %s",
                         entry.profile.name,
@@ -558,3 +556,7 @@ class Broker:
                 raise pending.exception()  # type: ignore[misc]
             return fallback
         return self.get(name, timeout=max(deadline - time.monotonic(), 0.0))
+
+
+async def _awaited(pending: Awaitable[Credential]) -> Credential:
+    return await pending

@@ -8,7 +8,6 @@ import json
 import math
 import os
 import re
-import stat
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -17,6 +16,7 @@ from types import MappingProxyType
 from typing import Any
 
 from tokend.client import hosts as host_routes
+from tokend.client import paths, trust
 from tokend.core import policy
 from tokend.core.durations import parse_duration
 from tokend.core.errors import ConfigError, UnknownProfile
@@ -91,38 +91,33 @@ class Config:
 
 
 def default_path() -> Path:
-    explicit = os.environ.get("TOKEND_CONFIG")
-    if explicit:
-        return Path(explicit).expanduser()
-    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
-    return Path(base) / "tokend" / "config.toml"
+    """``$TOKEND_CONFIG``, else the XDG location (``tokend.client.paths.config_path``)."""
+    return Path(paths.config_path())
 
 
 def load(path: Path | None = None) -> Config:
     """Load ``path`` (default: $TOKEND_CONFIG or the XDG location).
 
     With no file at the default location, the built-in ``demo`` config is used;
-    a missing file named explicitly is an error.
+    a missing file named explicitly is an error. A file another user could
+    change is refused (its profiles can run commands): see ``tokend.client.trust``.
     """
     explicit = path is not None or bool(os.environ.get("TOKEND_CONFIG"))
     path = path or default_path()
     try:
-        st = path.stat()
+        data = trust.read_config(str(path))
     except FileNotFoundError:
         if explicit:
             raise ConfigError(f"{path}: config file not found") from None
         return parse(DEMO_TOML, None)
+    except trust.Refused as e:
+        raise ConfigError(e.line) from None
     except OSError as e:
         raise ConfigError(f"{path}: cannot read config: {e.strerror}") from None
-    if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-        raise ConfigError(
-            f"{path}: refusing a config writable by group or others "
-            f"(mode {stat.S_IMODE(st.st_mode):04o}; profiles can run commands): chmod go-w {path}"
-        )
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{path}: cannot read config: {getattr(e, 'strerror', None) or e}") from None
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path}: cannot read config: {e}") from None
     return parse(text, path)
 
 

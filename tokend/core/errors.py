@@ -86,25 +86,43 @@ class Relayed(TokendError):
 
 
 class Redactor:
-    """Remembers every value served so no log line or error can carry one."""
+    """Remembers every value still served so no log line or error can carry one.
 
-    MIN_LEN = 6  # shorter values would blank out ordinary words
+    Values are counted: two profiles (or two cached credentials) serving the same
+    value each hold a reference, and the value stays redacted until the last
+    one lets go. Values shorter than ``MIN_LEN`` are not redacted: an ``env``
+    profile serving ``/usr`` or ``prod`` must not garble every line that
+    happens to contain it, and such short values are not secrets worth the name.
+    """
+
+    MIN_LEN = 8
 
     def __init__(self) -> None:
-        self._values: set[str] = set()
+        self._counts: dict[str, int] = {}
         self._lock = threading.Lock()
 
     def add(self, values: Iterable[str]) -> None:
         with self._lock:
-            self._values.update(v for v in values if len(v) >= self.MIN_LEN)
+            for v in values:
+                if len(v) >= self.MIN_LEN:
+                    self._counts[v] = self._counts.get(v, 0) + 1
 
     def discard(self, values: Iterable[str]) -> None:
         with self._lock:
-            self._values.difference_update(values)
+            for v in values:
+                n = self._counts.get(v, 0) - 1
+                if n > 0:
+                    self._counts[v] = n
+                else:
+                    self._counts.pop(v, None)
+
+    def __contains__(self, value: str) -> bool:
+        with self._lock:
+            return value in self._counts
 
     def __call__(self, text: str) -> str:
         with self._lock:
-            values = sorted(self._values, key=len, reverse=True)
+            values = sorted(self._counts, key=len, reverse=True)
         for value in values:
             if value in text:
                 text = text.replace(value, "***")

@@ -125,6 +125,7 @@ async def _main(
     daemon = Daemon(
         broker,
         reload_config=lambda: config_mod.load(config_path),
+        config_path=lambda: config_path or config_mod.default_path(),
         request_stop=stop.set,
         socket_path=sock_path,
         limits=Limits(),

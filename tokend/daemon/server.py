@@ -8,17 +8,18 @@ import logging
 import os
 import time
 from collections.abc import Awaitable, Callable
-from concurrent.futures import Future
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from tokend import formats
 from tokend.client import protocol
-from tokend.core.broker import HUNG_GRACE, Broker
+from tokend.core.broker import Broker
 from tokend.core.config import Config
 from tokend.core.credential import Credential
 from tokend.core.durations import parse_duration
-from tokend.core.errors import EXIT_FAILED, EXIT_USAGE, SourceTimeout, TokendError
+from tokend.core.errors import EXIT_FAILED, EXIT_USAGE, TokendError, UnknownProfile
+from tokend.daemon.configwatch import ConfigWatch
 from tokend.daemon.repeat import RepeatTracker
 from tokend.daemon.runtime import peer_uid
 
@@ -53,11 +54,13 @@ class Daemon:
         request_stop: Callable[[], None],
         socket_path: str,
         limits: Limits = Limits(),
+        config_path: Callable[[], Path] | None = None,
     ) -> None:
         self.broker = broker
         self.limits = limits
         self.socket_path = socket_path
         self._reload_config = reload_config
+        self.watch = None if config_path is None else ConfigWatch(config_path, reload_config)
         self._request_stop = request_stop
         self.connections = 0
         self.started = time.time()
@@ -68,6 +71,7 @@ class Daemon:
             if op == "get":
                 return self._get(fields)
             if op == "status":
+                self._follow_config()
                 return 0, (json.dumps(self.status()) + "\n").encode()
             if op == "reload":
                 return 0, (self.reload() + "\n").encode()
@@ -90,59 +94,53 @@ class Daemon:
             return EXIT_USAGE, b"tokend: malformed request: no profile\n"
         fmt = fields.get("format", "raw")
         ctx = {"exec_info": fields["exec_info"]} if "exec_info" in fields else {}
-        min_ttl: float | None = None
-        if "min_ttl" in fields:
-            try:
-                min_ttl = parse_duration(fields["min_ttl"])
-            except ValueError as e:
-                return EXIT_USAGE, f"tokend: {name}: --min-ttl: {e}\n".encode()
         try:
-            formats.check(fmt)
-            if fmt in formats.FORMAT_MIN_TTL:
-                min_ttl = formats.min_ttl(fmt, min_ttl, self.broker.profile(name).min_ttl)
-            force = fields.get("refresh") == "1"
-            caller = fields.get("repeat_caller")  # tokend-print --refresh-on-repeat: its parent's pid
-            if caller and self.repeats.repeated(name, caller) and not force:
-                log.info("%s: asked again by process %s: served as --refresh", name, caller)
-                force = True
-            result = self.broker.lookup(name, min_ttl=min_ttl, force=force)
+            min_ttl = parse_duration(fields["min_ttl"]) if "min_ttl" in fields else None
+        except ValueError as e:
+            return EXIT_USAGE, f"tokend: {name}: --min-ttl: {e}\n".encode()
+        self._follow_config()
+        force = fields.get("refresh") == "1"
+        caller = fields.get("repeat_caller")  # tokend-print --refresh-on-repeat: its parent's pid
+        if caller and self.repeats.repeated(name, caller) and not force:
+            log.info("%s: asked again by process %s: served as --refresh", name, caller)
+            force = True
+        try:
+            result = self.broker.request(name, fmt=fmt, min_ttl=min_ttl, force=force)
             if isinstance(result, Credential):
                 return 0, formats.render(result, fmt, ctx).encode()
+        except UnknownProfile as e:
+            if self.watch is not None and self.watch.error:
+                e.message += f"; the config changed but is invalid: {self.watch.error}"
+            return _error(e, name)
         except TokendError as e:
             return _error(e, name)
-        return self._wait(name, result, fmt, ctx, min_ttl)
+        return self._render_later(name, result, fmt, ctx)
 
-    async def _wait(
-        self,
-        name: str,
-        fut: Future[Credential],
-        fmt: str,
-        ctx: dict[str, str],
-        min_ttl: float | None,
+    def _follow_config(self) -> None:
+        new = None if self.watch is None else self.watch.poll()
+        if new is not None:
+            self._apply(new, "file changed, reloaded")
+
+    async def _render_later(
+        self, name: str, pending: Awaitable[Credential], fmt: str, ctx: dict[str, str]
     ) -> Reply:
-        wait = self.broker.profile(name).timeout + HUNG_GRACE
         try:
-            try:
-                cred = await asyncio.wait_for(asyncio.wrap_future(fut), wait)
-            except asyncio.TimeoutError:
-                raise SourceTimeout(f"upstream gave no answer in {wait:g}s") from None
-            self.broker.check(name, cred, min_ttl)
-        except TokendError as e:
-            fallback = self.broker.servable(name, min_ttl)
-            if fallback is None:
-                return _error(e, name)
-            cred = fallback
-        try:
-            return 0, formats.render(cred, fmt, ctx).encode()
+            return 0, formats.render(await pending, fmt, ctx).encode()
         except TokendError as e:
             return _error(e, name)
 
     def reload(self) -> str:
         """Load the config again; on error keep serving the old one and say why."""
         config = self._reload_config()
+        if self.watch is not None:
+            self.watch.mark_loaded()
+        return self._apply(config, "reloaded")
+
+    def _apply(self, config: Config, why: str) -> str:
         dropped = self.broker.reconfigure(config)
         log.info(
-            "configuration reloaded from %s; dropped: %s",
+            "configuration %s from %s; dropped: %s",
+            why,
             config.path or "built-in default",
             ", ".join(dropped) or "none",
         )
@@ -154,6 +152,7 @@ class Daemon:
             "uptime": time.time() - self.started,
             "socket": self.socket_path,
             "config": str(self.broker.config.path or "built-in default"),
+            "config_error": None if self.watch is None else self.watch.error,
             "rss_bytes": _rss(),
             "connections": self.connections,
             "profiles": self.broker.status(),
