@@ -10,13 +10,14 @@ duration (``tokend.core.durations.MAX_DURATION``).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 
 from tokend import formats
 from tokend.core.config import Profile
 from tokend.core.credential import Credential
 from tokend.core.durations import MAX_DURATION, format_duration
-from tokend.core.errors import SourceError, UsageError
+from tokend.core.errors import REDACTOR, SourceError, UsageError
 
 #: An expiry further ahead than this is a broken answer (seconds).
 MAX_EXPIRY = 10 * 366 * 86400.0
@@ -76,3 +77,17 @@ def sane(cred: Credential | None, now: float, profile: Profile) -> Credential | 
     if cred.expires_at is not None and cred.expires_at - now > MAX_EXPIRY:
         return None
     return cred
+
+
+def accepted(cred: Credential, now: float, profile: Profile) -> Credential:
+    """``cred`` as the cache keeps it (``issued_at`` filled in), or ``BadAnswer``."""
+    try:
+        check_answer(cred, now, profile)
+    except BadAnswer:
+        # Never cached, but seen: its values stay redacted for good.
+        REDACTOR.add(cred.secret_values())
+        raise
+    if cred.issued_at:
+        return cred
+    # Sources may leave issued_at unset; the life fraction needs it.
+    return dataclasses.replace(cred, issued_at=now)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import threading
 from concurrent.futures import Future
 from dataclasses import dataclass
 from types import MappingProxyType
@@ -42,6 +43,7 @@ class Entry:
     fetches: int = 0
     rotations: int = 0
     identity: str | None = None  # the source's fingerprint() when this entry was made
+    job: FetchJob | None = None  # the last fetch submitted
 
     def keep(self, cred: Credential | None) -> None:
         """Make ``cred`` the cached credential; its values stay redacted while it is cached."""
@@ -94,3 +96,19 @@ class Entry:
             "rotations": self.rotations,
             "last_error": self.last_error,
         }
+
+
+class FetchJob:
+    """One submitted fetch, run exactly once: by a pool thread, or by a waiter that got to it first."""
+
+    def __init__(self, entry: Entry, fut: Future[Credential], forced: bool, min_ttl: float | None) -> None:
+        self.entry, self.fut, self.forced, self.min_ttl = entry, fut, forced, min_ttl
+        self._claimed = False
+        self._lock = threading.Lock()
+
+    def claim(self) -> bool:
+        with self._lock:
+            if self._claimed:
+                return False
+            self._claimed = True
+            return True
