@@ -118,8 +118,8 @@ def no_manager_message(problem: str) -> str:
     """What to do without a user manager: get one, or do without the service."""
     return (
         f"no systemd user manager is reachable (systemctl --user: {problem}). To get one: "
-        "`loginctl enable-linger $USER`, then a new login (ssh, su -l and sudo -i do not set "
-        "XDG_RUNTIME_DIR=/run/user/$UID on their own); or go without the service: tokend-print "
+        "`loginctl enable-linger $USER` and log in again (a shell from su or sudo reaches it "
+        "with XDG_RUNTIME_DIR=/run/user/$(id -u)); or go without the service: tokend-print "
         "starts a daemon on demand (autostart)"
     )
 
