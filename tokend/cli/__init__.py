@@ -8,7 +8,7 @@ import sys
 import click
 
 from tokend import __version__
-from tokend.cli import control, get, inject, integrate, login, secret, serve, service, setup
+from tokend.cli import control, doctor, get, inject, integrate, login, secret, serve, service, setup
 from tokend.core.errors import EXIT_FAILED, EXIT_USAGE, TokendError
 
 
@@ -18,7 +18,7 @@ def cli() -> None:
     """Cache and refresh cloud credentials; print them for command-based auth."""
 
 
-for module in (get, serve, control, secret, login, integrate, service, setup, inject):
+for module in (get, serve, control, secret, login, integrate, service, setup, inject, doctor):
     module.register(cli)
 
 
