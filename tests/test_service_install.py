@@ -345,6 +345,31 @@ def test_uninstall_without_a_user_manager_removes_units_and_links(fakes: Fakes) 
     assert code == 0 and "not installed" in out
 
 
+def test_doctor_reports_the_service(fakes: Fakes) -> None:
+    from tokend.doctor import local
+
+    fakes.set_state(no_manager=True)
+    check = local.service_check()
+    assert check.status == "info" and "no systemd user manager reachable" in check.detail
+    fakes.set_state()
+    check = local.service_check()
+    assert check.status == "info" and check.detail.startswith("not installed")
+    run_cli("service", "install", "--manager", "systemd")
+    socket = {"file": "enabled", "active": "active", "fragment": str(fakes.unit_dir / "tokend.socket")}
+    service = {"file": "indirect", "fragment": str(fakes.unit_dir / "tokend.service")}
+    fakes.set_state(**{"tokend.socket": socket, "tokend.service": service})
+    check = local.service_check()
+    assert check.status == "ok" and fakes.exe in check.detail, check
+    fakes.set_state(**{"tokend.socket": {**socket, "file": "disabled", "active": "inactive"}})
+    check = local.service_check()
+    assert check.status == "failed" and check.fix == "tokend service install", check
+    fakes.set_state(**{"tokend.socket": socket, "tokend.service": service})
+    os.unlink(fakes.exe)  # the venv the unit runs was removed
+    check = local.service_check()
+    assert check.status == "failed" and "which is not there" in check.detail, check
+    assert check.fix == "tokend service install"
+
+
 # -- launchd ------------------------------------------------------------------------
 
 

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import socketserver
 import stat
+import threading
 
 import pytest
 
 from tests.integration.conftest import BIN, TOKEND_PRINT, Sandbox
+from tokend.client import protocol
 
 #: Consumer locations of the developer's session that must not be read.
 CONSUMER_VARS = ("CODEX_HOME", "CLAUDE_CONFIG_DIR", "AWS_CONFIG_FILE", "KUBECONFIG", "DOCKER_CONFIG", "CI")
@@ -158,3 +161,35 @@ def test_missing_program_and_a_consumer_asking_for_an_unknown_profile(sandbox: S
     checks = lines_by_check(r.out)
     assert checks["profile cmd"].startswith("✗ profile cmd: source command: no-such-program-here not found")
     assert checks["claude"].startswith("✗ claude: ") and "'gone'" in checks["claude"], checks["claude"]
+
+
+class OldDaemon(socketserver.ThreadingMixIn, socketserver.UnixStreamServer):
+    """A daemon from before status carried a version: answers ``status`` as it did."""
+
+    daemon_threads = True
+
+
+@pytest.mark.timeout(60)
+def test_a_daemon_older_than_the_installed_tokend_says_so(sandbox: Sandbox) -> None:
+    env = fresh_env(sandbox)
+    sandbox.rundir.mkdir(mode=0o700)
+    reply = {"pid": os.getpid(), "uptime": 5.0, "config": "built-in default", "profiles": []}
+
+    class Handler(socketserver.StreamRequestHandler):
+        def handle(self) -> None:
+            op, _ = protocol.decode_request(self.rfile.readline().rstrip(b"\n"))
+            body = json.dumps(reply).encode() if op == "status" else b"tokend: unknown op\n"
+            self.wfile.write(protocol.encode_response(0 if op == "status" else 2, body))
+
+    server = OldDaemon(sandbox.socket_path, Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        r = sandbox.tokend("doctor", env=env)
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert r.status == 1, r
+    line = lines_by_check(r.out)["daemon"]
+    assert line.startswith(f"✗ daemon: pid {os.getpid()} runs a tokend older than this one"), line
+    assert "— fix: tokend stop" in line
