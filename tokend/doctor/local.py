@@ -69,7 +69,7 @@ def runtime_dir_check() -> Check:
         fix = (
             f"chmod 700 {path}" if mode_only else f"remove {path} (as its owner or root); tokend recreates it"
         )
-        return failed("runtime dir", e.message, fix)
+        return failed("runtime dir", e.message.split(" (chmod ")[0], fix)
     return ok("runtime dir", f"{path}: yours, mode 0700")
 
 
