@@ -193,3 +193,16 @@ def test_a_daemon_older_than_the_installed_tokend_says_so(sandbox: Sandbox) -> N
     line = lines_by_check(r.out)["daemon"]
     assert line.startswith(f"✗ daemon: pid {os.getpid()} runs a tokend older than this one"), line
     assert "— fix: tokend stop" in line
+
+
+def test_a_source_whose_extra_is_not_installed_says_which_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tokend.core import config
+    from tokend.doctor import profiles
+
+    # Every extra is installed here: stand a missing module in for the google one.
+    monkeypatch.setitem(profiles.EXTRAS, "demo", (("tokend_no_such_module.auth",), "google"))
+    cfg = config.parse('[profiles.v]\nsource = "demo"\n', None)
+    (check,) = profiles.profile_checks(cfg, None)
+    assert check.status == "failed"
+    assert check.detail == "source demo: tokend_no_such_module.auth not installed"
+    assert check.fix is not None and check.fix.startswith("pip install 'tokend[google]'")
