@@ -2,11 +2,15 @@
 """Generate the man page and the shell completions from the click command tree.
 
     python3 packaging/generate.py OUTDIR
+    python3 packaging/generate.py --update
 
 writes OUTDIR/tokend.1 and OUTDIR/completions/{tokend.bash,_tokend,tokend.fish}.
 Every package (debian, rpm, arch, homebrew) runs this at build time with the
-tokend being packaged importable, so what it ships always matches its CLI;
-``packaging/man/tokend.1`` is the same output, kept for reading the source.
+tokend being packaged importable, so what it ships always matches its CLI.
+``--update`` refreshes the copies in the source tree, ``packaging/man/tokend.1``
+and ``packaging/completions/``: the wheel ships those as data files
+(pyproject.toml's ``[tool.setuptools.data-files]``), so a pip or pipx install
+has the man page and the completions too.
 The completions are click's: they call ``tokend`` itself to complete.
 """
 
@@ -16,16 +20,22 @@ import sys
 from pathlib import Path
 
 import click
-from click.shell_completion import get_completion_class
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tokend import __version__  # noqa: E402
 from tokend.cli import cli  # noqa: E402
+from tokend.cli.completion import PROG, script  # noqa: E402
 
-PROG = "tokend"
-COMPLETE_VAR = "_TOKEND_COMPLETE"
 COMPLETIONS = {"bash": "tokend.bash", "zsh": "_tokend", "fish": "tokend.fish"}
+#: Where ``--update`` puts them in the source tree: each under the name its shell looks for.
+TREE = Path(__file__).resolve().parent
+TREE_FILES = {
+    "tokend.1": TREE / "man" / "tokend.1",
+    "tokend.bash": TREE / "completions" / "bash" / "tokend",
+    "_tokend": TREE / "completions" / "zsh" / "_tokend",
+    "tokend.fish": TREE / "completions" / "fish" / "tokend.fish",
+}
 
 HEADER = r""".TH TOKEND 1 "" "tokend {version}" "User Commands"
 .SH NAME
@@ -156,18 +166,18 @@ def man_page() -> str:
 
 
 def completions() -> dict[str, str]:
-    out = {}
-    for shell, filename in COMPLETIONS.items():
-        cls = get_completion_class(shell)
-        assert cls is not None, shell
-        out[filename] = cls(cli, {}, PROG, COMPLETE_VAR).source()
-    return out
+    return {filename: script(cli, shell) for shell, filename in COMPLETIONS.items()}
 
 
 def main(argv: list[str]) -> int:
     if len(argv) != 2:
         print(__doc__, file=sys.stderr)
         return 2
+    if argv[1] == "--update":
+        for name, text in {"tokend.1": man_page(), **completions()}.items():
+            TREE_FILES[name].parent.mkdir(parents=True, exist_ok=True)
+            TREE_FILES[name].write_text(text)
+        return 0
     outdir = Path(argv[1])
     (outdir / "completions").mkdir(parents=True, exist_ok=True)
     (outdir / "tokend.1").write_text(man_page())

@@ -715,7 +715,7 @@ def test_get_gives_up_after_its_timeout(h: Harness) -> None:
     start = time.monotonic()
     with pytest.raises(SourceTimeout, match="no credential within"):
         h.broker.get("p", timeout=0.1)
-    assert time.monotonic() - start < 2
+    assert time.monotonic() - start < 2.5
 
 
 def test_hung_fetch_is_abandoned_after_timeout_and_grace(h: Harness) -> None:

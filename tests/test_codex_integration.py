@@ -134,3 +134,42 @@ def test_cli_registers_codex(env: Path) -> None:
     assert result.exit_code == 0, result.output
     assert "+[model_providers.vertex.auth]" in result.output
     assert "--refresh-on-repeat" in result.output
+
+
+# -- Vertex AI: project and location ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("location", "host"),
+    [("global", "aiplatform.googleapis.com"), ("europe-west4", "europe-west4-aiplatform.googleapis.com")],
+)
+def test_vertex_location_gives_the_right_host(env: Path, location: str, host: str) -> None:
+    result = CliRunner().invoke(
+        cli, ["integrate", "codex", "vertex", "--location", location, "--project", "acme"]
+    )
+    assert result.exit_code == 0, result.output
+    doc = tomlkit.parse((env / "config.toml").read_text())
+    url = doc["model_providers"]["vertex"]["base_url"]
+    assert url == f"https://{host}/v1/projects/acme/locations/{location}/endpoints/openapi"
+    assert "placeholder" not in result.output
+
+
+def test_vertex_project_defaults_to_the_quota_project_and_replaces_a_placeholder(env: Path) -> None:
+    assert CliRunner().invoke(cli, ["integrate", "codex", "vertex"]).exit_code == 0
+    assert "LOCATION" in (env / "config.toml").read_text(), "no location given: the placeholder stays"
+    result = CliRunner().invoke(cli, ["integrate", "codex", "vertex", "--location", "global"])
+    assert result.exit_code == 0, result.output
+    doc = tomlkit.parse((env / "config.toml").read_text())
+    assert doc["model_providers"]["vertex"]["base_url"] == (
+        "https://aiplatform.googleapis.com/v1/projects/billing-proj/locations/global/endpoints/openapi"
+    )
+
+
+def test_vertex_options_need_a_google_profile_and_a_valid_location(env: Path) -> None:
+    result = CliRunner().invoke(cli, ["integrate", "codex", "k", "--location", "global"])
+    assert result.exit_code != 0 and "google" in str(result.exception or result.output)
+    result = CliRunner().invoke(cli, ["integrate", "codex", "vertex", "--location", "us central"])
+    assert result.exit_code != 0 and "location" in str(result.exception or result.output)
+    result = CliRunner().invoke(cli, ["integrate", "claude", "vertex", "--location", "global"])
+    assert result.exit_code != 0 and "codex" in result.output
+    assert not (env / "config.toml").exists()

@@ -360,7 +360,7 @@ def test_lock_held_too_long_is_a_source_timeout(cache_dir: str, clock: Any) -> N
         start = time.monotonic()
         with pytest.raises(SourceTimeout, match="holds the fetch lock"):
             cache.fetch_through(p, Upstream(clock), usable=usable(clock), forced=False)
-        assert time.monotonic() - start < 2
+        assert time.monotonic() - start < 2.5
     finally:
         release.set()
         holder.join(10)

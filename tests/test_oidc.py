@@ -68,7 +68,7 @@ def test_unreachable_endpoint_is_a_bounded_error() -> None:
     start = time.monotonic()
     with pytest.raises(SourceError, match="cannot reach GitHub's ID-token endpoint"):
         oidc.subject_token("github", "aud", timeout=2, profile="p", environ=env)
-    assert time.monotonic() - start < 3
+    assert time.monotonic() - start < 4
 
 
 def test_gitlab_variable() -> None:

@@ -179,7 +179,7 @@ def test_call_server_never_answers(serve: Callable[[Handler], str]) -> None:
     start = time.monotonic()
     with pytest.raises(TimeoutError):
         protocol.call(path, protocol.encode_request("get", {"profile": "p"}), timeout=0.3)
-    assert 0.25 <= time.monotonic() - start < 1.5
+    assert 0.25 <= time.monotonic() - start < 2.3
 
 
 @pytest.mark.timeout(10)
@@ -199,7 +199,7 @@ def test_call_deadline_covers_a_trickling_server(serve: Callable[[Handler], str]
     start = time.monotonic()
     with pytest.raises(TimeoutError):
         protocol.call(path, protocol.encode_request("get", {"profile": "p"}), timeout=0.5)
-    assert time.monotonic() - start < 1.5
+    assert time.monotonic() - start < 2.5
 
 
 @pytest.mark.parametrize(

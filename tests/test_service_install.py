@@ -22,7 +22,7 @@ import pytest
 from click.testing import CliRunner
 
 from tokend.cli import cli
-from tokend.service import Call, Note, Run, WriteFile, launchd, systemd_user
+from tokend.service import Call, Note, Run, ServiceError, WriteFile, launchd, systemd_user
 
 FAKE = r"""#!{python}
 import json, os, sys
@@ -32,10 +32,11 @@ with open(os.environ["FAKE_LOG"], "a") as f:
 state = json.load(open(state_file)) if os.path.exists(state_file) else {{}}
 name = os.path.basename(sys.argv[0])
 args = sys.argv[1:]
+if name == "systemctl" and args[:1] == ["--user"] and state.get("no_manager"):
+    # Every --user call needs the manager's bus (enable/disable too: no offline mode).
+    sys.stderr.write("Failed to connect to bus: No medium found\n")
+    sys.exit(1)
 if name == "systemctl" and args[:2] == ["--user", "show"]:
-    if state.get("no_manager"):
-        sys.stderr.write("Failed to connect to bus: No medium found\n")
-        sys.exit(1)
     units = [a for a in args if a.endswith((".socket", ".service"))]
     blocks = []
     for u in units:
@@ -74,8 +75,9 @@ class Fakes:
         return [json.loads(line) for line in self.log.read_text().splitlines()]
 
     def mutating_calls(self) -> list[list[str]]:
-        """Calls that change something (everything but show/print)."""
-        return [c for c in self.calls() if c[1:3] != ["--user", "show"] and c[1:2] != ["print"]]
+        """Calls that change something (everything but show/show-environment/print)."""
+        read_only = (["--user", "show"], ["--user", "show-environment"])
+        return [c for c in self.calls() if c[1:3] not in read_only and c[1:2] != ["print"]]
 
     def clear(self) -> None:
         self.log.unlink(missing_ok=True)
@@ -297,12 +299,75 @@ def test_status_shows_state_and_what_runs(fakes: Fakes) -> None:
     assert f"runs: {fakes.exe} serve" in out
 
 
-def test_without_a_user_manager_errors_are_clear(fakes: Fakes) -> None:
-    fakes.set_state(no_manager=True, fail={"--user daemon-reload": 1})
+def test_status_without_a_user_manager_says_so(fakes: Fakes) -> None:
+    fakes.set_state(no_manager=True)
     code, out = run_cli("service", "status", "--manager", "systemd")
     assert code == 0 and "no user service manager reachable" in out
-    with pytest.raises(Exception, match="systemctl --user daemon-reload failed"):
+
+
+def test_install_without_a_user_manager_writes_nothing_and_says_what_to_do(fakes: Fakes) -> None:
+    fakes.set_state(no_manager=True)
+    with pytest.raises(ServiceError) as raised:
         run_cli("service", "install", "--manager", "systemd")
+    line = raised.value.line()
+    assert "no systemd user manager" in line and "Failed to connect to bus" in line, line
+    assert "loginctl enable-linger" in line, "says how to get a manager"
+    assert "tokend-print" in line and "autostart" in line, "says that no service is needed"
+    assert not fakes.unit_dir.exists(), "nothing written"
+    assert fakes.mutating_calls() == []
+    # --dry-run still shows the plan, with the same warning first.
+    code, out = run_cli("service", "install", "--dry-run", "--manager", "systemd")
+    assert code == 0, out
+    assert out.startswith("note: no systemd user manager") and "would write" in out
+    assert not fakes.unit_dir.exists()
+
+
+def test_uninstall_without_a_user_manager_removes_units_and_links(fakes: Fakes) -> None:
+    """Unit files from an earlier install and the enable links go; nothing fails half-way."""
+    run_cli("service", "install", "--manager", "systemd")
+    wants = fakes.unit_dir / "sockets.target.wants"
+    wants.mkdir()
+    (wants / "tokend.socket").symlink_to(fakes.unit_dir / "tokend.socket")
+    other = fakes.unit_dir / "other.socket"
+    other.write_text("[Socket]\n")
+    (wants / "other.socket").symlink_to(other)
+    fakes.set_state(no_manager=True)
+    fakes.clear()
+    code, out = run_cli("service", "uninstall", "--manager", "systemd")
+    assert code == 0, out
+    assert not (fakes.unit_dir / "tokend.service").exists()
+    assert not (fakes.unit_dir / "tokend.socket").exists()
+    assert not (wants / "tokend.socket").is_symlink()
+    assert (wants / "other.socket").is_symlink(), "only our links"
+    assert "no systemd user manager" in out
+    assert fakes.mutating_calls() == [], "no systemctl call that can only fail"
+    code, out = run_cli("service", "uninstall", "--manager", "systemd")
+    assert code == 0 and "not installed" in out
+
+
+def test_doctor_reports_the_service(fakes: Fakes) -> None:
+    from tokend.doctor import local
+
+    fakes.set_state(no_manager=True)
+    check = local.service_check()
+    assert check.status == "info" and "no systemd user manager reachable" in check.detail
+    fakes.set_state()
+    check = local.service_check()
+    assert check.status == "info" and check.detail.startswith("not installed")
+    run_cli("service", "install", "--manager", "systemd")
+    socket = {"file": "enabled", "active": "active", "fragment": str(fakes.unit_dir / "tokend.socket")}
+    service = {"file": "indirect", "fragment": str(fakes.unit_dir / "tokend.service")}
+    fakes.set_state(**{"tokend.socket": socket, "tokend.service": service})
+    check = local.service_check()
+    assert check.status == "ok" and fakes.exe in check.detail, check
+    fakes.set_state(**{"tokend.socket": {**socket, "file": "disabled", "active": "inactive"}})
+    check = local.service_check()
+    assert check.status == "failed" and check.fix == "tokend service install", check
+    fakes.set_state(**{"tokend.socket": socket, "tokend.service": service})
+    os.unlink(fakes.exe)  # the venv the unit runs was removed
+    check = local.service_check()
+    assert check.status == "failed" and "which is not there" in check.detail, check
+    assert check.fix == "tokend service install"
 
 
 # -- launchd ------------------------------------------------------------------------

@@ -163,7 +163,7 @@ def test_no_credentials_fails_quickly(sandbox: Sandbox, moto: MotoServer) -> Non
     r = sandbox.print_("empty", "--format", "aws-process", env=env)
     assert r.status == 1, r
     assert "no AWS credentials for aws profile 'empty'" in r.err
-    assert r.elapsed < 2.0, r.elapsed
+    assert r.elapsed < 3.5, r.elapsed  # not waiting out the 4 s deadline
     # Instance metadata that never answers (a laptop on a strange network) is bounded too.
     with black_hole() as url:
         env = aws_env(sandbox, moto, AWS_EC2_METADATA_DISABLED="false", AWS_EC2_METADATA_SERVICE_ENDPOINT=url)

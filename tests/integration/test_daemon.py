@@ -270,11 +270,11 @@ def test_garbage_requests_are_refused_while_normal_clients_are_served(sandbox: S
             assert status == 2, (name, data)
             assert body.startswith(b"tokend: malformed request"), (name, body)
             assert body.count(b"\n") == 1 and body.endswith(b"\n")
-            assert took < 2, (name, took)  # closed at once, not after the request timeout
+            assert took < 4, (name, took)  # closed at once, not after the 5 s request timeout
 
         for fut in oversized:
             data, took = fut.result()
-            assert took < 2
+            assert took < 4
             if data:  # answered before the close, or just closed
                 ((status, body),) = _responses(data)
                 assert status == 2 and b"over 65536 bytes" in body
@@ -321,7 +321,7 @@ def test_hanging_upstream_fails_within_the_helper_deadline(sandbox: Sandbox) -> 
     daemon = sandbox.start_daemon()
     for _ in range(2):  # a fetch in flight, then joining it
         r = sandbox.print_("stuck", env=sandbox.env(TOKEND_TIMEOUT="1"))
-        assert r.elapsed < 1.5, r
+        assert r.elapsed < 3.0, r  # the 1 s deadline, with a loaded machine's margin
         assert r.status == 1, r
         assert r.out == ""
         assert len(r.err_lines) == 1, r.err
@@ -338,7 +338,7 @@ def test_failing_upstream_gives_exit_1_and_one_line(sandbox: Sandbox) -> None:
     sandbox.write_config(sandbox.command_profile("broken", up, min_ttl="5s"))
     sandbox.start_daemon()
     r = sandbox.print_("broken", env=sandbox.env(TOKEND_TIMEOUT="1"))
-    assert r.elapsed < 1.5
+    assert r.elapsed < 3.0, r
     assert r.status == 1
     assert r.out == ""
     assert len(r.err_lines) == 1

@@ -102,7 +102,7 @@ def test_daemonless_hanging_upstream_fails_within_the_deadline(sandbox: Sandbox)
     up.set_mode("hang")
     sandbox.write_config(sandbox.command_profile("hang", up, min_ttl="5s", timeout="20s"))
     r = sandbox.print_("hang", env=sandbox.env(TOKEND_NO_DAEMON="1", TOKEND_TIMEOUT="1"), timeout=25)
-    assert r.elapsed < 1.5, r
+    assert r.elapsed < 3.0, r  # the 1 s deadline, with a loaded machine's margin
     assert r.status == 1
     assert r.out == ""
     assert len(r.err_lines) == 1, r.err

@@ -104,7 +104,7 @@ def test_ready_watchdog_reload_stopping(sandbox: Sandbox, notify: NotifySocket) 
         start = time.monotonic()
         for _ in range(4):
             notify.wait_for("WATCHDOG=1", timeout=2)
-        assert time.monotonic() - start < 2.0
+        assert time.monotonic() - start < 3.0  # 0.4 s expected; margin for load
 
         # The daemon's children see neither the watchdog nor the listener.
         r = sandbox.print_("probe")

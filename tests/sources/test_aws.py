@@ -265,7 +265,7 @@ def test_no_credentials_is_unavailable_at_once(world: AwsWorld) -> None:
     start = time.monotonic()
     with pytest.raises(SourceUnavailable, match="no AWS credentials"):
         world.fetch(aws_profile="empty")
-    assert time.monotonic() - start < 1.0
+    assert time.monotonic() - start < 3.0
 
 
 def test_unreachable_instance_metadata_is_bounded(world: AwsWorld, monkeypatch: pytest.MonkeyPatch) -> None:

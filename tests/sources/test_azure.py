@@ -262,7 +262,7 @@ def test_imds_that_never_answers_is_bounded(azure_env: AzureEnv, monkeypatch: py
         with pytest.raises(TokendError):
             fetch(make({"credential": "managed-identity"}), timeout=3.0)
         elapsed = time.monotonic() - start
-    assert elapsed < 4.5, f"took {elapsed:.1f}s for a 3s fetch timeout (no 24s retry ladder)"
+    assert elapsed < 5.0, f"took {elapsed:.1f}s for a 3s fetch timeout (no 24s retry ladder)"
 
 
 # -- the Azure CLI ------------------------------------------------------------------------------------

@@ -100,7 +100,7 @@ def test_stamp_reads_files_only_when_their_stat_changed(
         stamp.current()
     per_call = (time.perf_counter() - started) / 1000
     assert reads == []  # steady state: os.stat only
-    assert per_call < 0.001, per_call
+    assert per_call < 0.01, per_call  # µs expected; the figure belongs in benchmarks/
     world.adc(google.authorized_user("bob@example.com"))
     stamp.current()
     assert reads == [str(world.well_known)]

@@ -8,7 +8,19 @@ import sys
 import click
 
 from tokend import __version__
-from tokend.cli import control, get, inject, integrate, login, secret, serve, service, setup
+from tokend.cli import (
+    completion,
+    control,
+    doctor,
+    get,
+    inject,
+    integrate,
+    login,
+    secret,
+    serve,
+    service,
+    setup,
+)
 from tokend.core.errors import EXIT_FAILED, EXIT_USAGE, TokendError
 
 
@@ -18,8 +30,9 @@ def cli() -> None:
     """Cache and refresh cloud credentials; print them for command-based auth."""
 
 
-for module in (get, serve, control, secret, login, integrate, service, setup, inject):
+for module in (get, serve, control, secret, login, integrate, service, setup, inject, doctor, completion):
     module.register(cli)
+completion.attach_profile_completion(cli)
 
 
 def main() -> None:

@@ -43,7 +43,16 @@ def register(cli: click.Group) -> None:
     @click.argument("profile")
     @click.option("--dry-run", is_flag=True, help="print the change instead of writing it")
     @click.option("--host", help="git: the host whose credentials PROFILE serves (e.g. github.com)")
-    def integrate(consumer: str, profile: str, dry_run: bool, host: str | None) -> None:
+    @click.option("--location", help="codex, google profile: Vertex AI location (us-central1, global, ...)")
+    @click.option("--project", help="codex, google profile: Vertex AI project (default: quota_project)")
+    def integrate(
+        consumer: str,
+        profile: str,
+        dry_run: bool,
+        host: str | None,
+        location: str | None,
+        project: str | None,
+    ) -> None:
         """Point CONSUMER (e.g. codex, claude, aws, kubectl, git) at PROFILE."""
         config.load().profile(profile)  # unknown profile: exit 2 before touching anything
         module = importlib.import_module(CONSUMERS[consumer])
@@ -52,4 +61,9 @@ def register(cli: click.Group) -> None:
             if not getattr(module, "TAKES_HOST", False):
                 raise click.UsageError(f"--host applies to git only, not to {consumer}")
             extra["host"] = host
+        for option, value in (("location", location), ("project", project)):
+            if value is not None:
+                if not getattr(module, "TAKES_VERTEX", False):
+                    raise click.UsageError(f"--{option} applies to codex only, not to {consumer}")
+                extra[option] = value
         click.echo(module.apply(profile, helper_path(), dry_run=dry_run, **extra))

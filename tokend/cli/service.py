@@ -63,6 +63,14 @@ def register(cli: click.Group) -> None:
                     "systemctl not found: this system does not run systemd; tokend-print starts "
                     "a daemon on demand, or run `tokend serve` from your session's autostart"
                 )
+            # Checked before anything is written: a manager that cannot be reached
+            # would fail at daemon-reload and leave the units behind.
+            problem = systemd_user.manager_problem()
+            if problem is not None:
+                message = systemd_user.no_manager_message(problem)
+                if not dry_run:
+                    raise svc.ServiceError(message + "; nothing was written")
+                click.echo(f"note: {message}")
             steps = systemd_user.install_plan(exe, unit_dir=systemd_user.user_unit_dir(), env=env)
         svc.apply(steps, dry_run=dry_run, echo=click.echo)
         if not dry_run:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tokend import formats
+from tokend import __version__, formats
 from tokend.client import protocol
 from tokend.core.broker import Broker
 from tokend.core.config import Config
@@ -149,6 +149,7 @@ class Daemon:
     def status(self) -> dict[str, Any]:
         return {
             "pid": os.getpid(),
+            "version": __version__,
             "uptime": time.time() - self.started,
             "socket": self.socket_path,
             "config": str(self.broker.config.path or "built-in default"),

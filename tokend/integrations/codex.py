@@ -15,19 +15,31 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 from typing import Any
 
 import tomlkit
 import tomlkit.items
 
 from tokend.core import atomicfile, config
-from tokend.core.errors import ConfigError
+from tokend.core.errors import ConfigError, UsageError
 from tokend.integrations import read_config
 
-#: Vertex AI's OpenAI-compatible endpoint, for the user to fill in.
-VERTEX_BASE_URL = (
-    "https://LOCATION-aiplatform.googleapis.com/v1/projects/PROJECT/locations/LOCATION/endpoints/openapi"
-)
+#: ``tokend integrate codex`` takes ``--location`` and ``--project`` (Vertex AI).
+TAKES_VERTEX = True
+_LOCATION = re.compile(r"[a-z][a-z0-9-]{1,62}")
+_PROJECT = re.compile(r"[A-Za-z0-9][A-Za-z0-9.:_-]{0,127}")
+
+
+def vertex_base_url(project: str, location: str) -> str:
+    """Vertex AI's OpenAI-compatible endpoint for ``project`` in ``location``."""
+    # A region has a host of its own; the global location is served by the bare host.
+    host = "aiplatform.googleapis.com" if location == "global" else f"{location}-aiplatform.googleapis.com"
+    return f"https://{host}/v1/projects/{project}/locations/{location}/endpoints/openapi"
+
+
+#: Vertex AI's endpoint, for the user to fill in (or: --location and --project).
+VERTEX_BASE_URL = vertex_base_url("PROJECT", "LOCATION")
 OTHER_BASE_URL = "https://YOUR-ENDPOINT.example.com/v1"
 #: Azure OpenAI's v1 API (no api-version needed); Foundry resources also serve
 #: https://RESOURCE.services.ai.azure.com/openai/v1. Entra tokens for it carry
@@ -47,12 +59,22 @@ def codex_config_path() -> str:
     return os.path.join(home, "config.toml")
 
 
-def apply(profile: str, helper: str, *, dry_run: bool) -> str:
-    """Write the provider for ``profile`` (or, with ``dry_run``, show the change); say what was done."""
+def apply(
+    profile: str, helper: str, *, dry_run: bool, location: str | None = None, project: str | None = None
+) -> str:
+    """Write the provider for ``profile`` (or, with ``dry_run``, show the change); say what was done.
+
+    ``location`` and ``project`` (a google profile only) write Vertex AI's
+    base_url, replacing the one in the file; the project defaults to the
+    profile's quota_project.
+    """
     path = codex_config_path()
     before = read_config(path, "the Codex config")
     source, quota = _profile_facts(profile)
-    after = render(before, profile, helper, source=source, quota_project=quota)
+    base_url = None
+    if location is not None or project is not None:
+        base_url = _vertex_url(profile, source, location, project or quota)
+    after = render(before, profile, helper, source=source, quota_project=quota, base_url=base_url)
     if dry_run:
         diff = difflib.unified_diff(
             before.splitlines(keepends=True), after.splitlines(keepends=True), path, path + " (new)"
@@ -65,27 +87,56 @@ def apply(profile: str, helper: str, *, dry_run: bool) -> str:
         f'use it with: codex -c model_provider="{profile}" (or set model_provider = "{profile}" in that file)'
         + (
             f"\nedit base_url in [model_providers.{profile}] (now a placeholder)"
-            if _base_url(after, profile) in PLACEHOLDERS
+            + (", or run this again with --location and --project" if source == "google" else "")
+            if _is_placeholder(_base_url(after, profile))
             else ""
         )
     )
 
 
+def _vertex_url(profile: str, source: str | None, location: str | None, project: str | None) -> str:
+    if source != "google":
+        raise UsageError(
+            f"--location and --project write a Vertex AI base_url: "
+            f"{profile!r} is a {source} profile, not google"
+        )
+    if location is not None and not _LOCATION.fullmatch(location):
+        raise UsageError(f"--location {location!r}: expected a Vertex AI location (us-central1, global)")
+    if project is not None and not _PROJECT.fullmatch(project):
+        raise UsageError(f"--project {project!r}: expected a Google Cloud project ID")
+    return vertex_base_url(project or "PROJECT", location or "LOCATION")
+
+
+def _is_placeholder(url: str | None) -> bool:
+    return url in PLACEHOLDERS or (url is not None and ("/PROJECT/" in url or "/LOCATION/" in url))
+
+
 def render(
-    text: str, profile: str, helper: str, *, source: str | None = None, quota_project: str | None = None
+    text: str,
+    profile: str,
+    helper: str,
+    *,
+    source: str | None = None,
+    quota_project: str | None = None,
+    base_url: str | None = None,
 ) -> str:
-    """``text`` (a Codex config) with the provider for ``profile`` added or updated."""
+    """``text`` (a Codex config) with the provider for ``profile`` added or updated.
+
+    ``base_url`` replaces the provider's; without it one the user set is kept.
+    """
     try:
         doc = tomlkit.parse(text)
     except tomlkit.exceptions.ParseError as e:
         raise ConfigError(f"{codex_config_path()}: invalid TOML: {e}") from None
     providers = _table(doc, "model_providers", super_table=True)
     provider = _table(providers, profile)
-    name, base_url = PROVIDERS.get(source or "", (f"{profile} (tokend)", OTHER_BASE_URL))
+    name, placeholder = PROVIDERS.get(source or "", (f"{profile} (tokend)", OTHER_BASE_URL))
     if "name" not in provider:
         provider["name"] = name
-    if "base_url" not in provider:
+    if base_url is not None:
         provider["base_url"] = base_url
+    elif "base_url" not in provider:
+        provider["base_url"] = placeholder
     provider["wire_api"] = "responses"  # the only wire API current Codex speaks
     for stale in ("env_key", "experimental_bearer_token", "requires_openai_auth"):
         if stale in provider:  # would compete with the auth command

@@ -103,6 +103,27 @@ def show(units: tuple[str, ...] = UNITS) -> dict[str, State] | None:
     return states
 
 
+def manager_problem() -> str | None:
+    """None when a user manager answers ``systemctl --user``; else why not, in systemctl's words."""
+    proc = query(["systemctl", "--user", "show-environment"])
+    if proc is None:
+        return "systemctl could not be run"
+    if proc.returncode == 0:
+        return None
+    detail = (proc.stderr or proc.stdout).strip().splitlines()
+    return detail[-1] if detail else f"exit {proc.returncode}"
+
+
+def no_manager_message(problem: str) -> str:
+    """What to do without a user manager: get one, or do without the service."""
+    return (
+        f"no systemd user manager is reachable (systemctl --user: {problem}). To get one: "
+        "`loginctl enable-linger $USER` and log in again (a shell from su or sudo reaches it "
+        "with XDG_RUNTIME_DIR=/run/user/$(id -u)); or go without the service: tokend-print "
+        "starts a daemon on demand (autostart)"
+    )
+
+
 def packaged_units(exe: str, dirs: tuple[Path, ...] = SYSTEM_UNIT_DIRS) -> Path | None:
     """The directory of distribution-installed units that already run ``exe``."""
     for d in dirs:
@@ -150,9 +171,26 @@ def install_plan(
     return steps
 
 
+def _enable_links(unit_dir: Path) -> list[Path]:
+    """The links ``systemctl enable`` made for our units (``*.wants/``, ``*.requires/``)."""
+    dirs = sorted([*unit_dir.glob("*.wants"), *unit_dir.glob("*.requires")])
+    return [d / u for d in dirs for u in UNITS if (d / u).is_symlink()]
+
+
 def uninstall_plan(*, unit_dir: Path) -> list[Step]:
     ours = [unit_dir / u for u in UNITS if (unit_dir / u).exists()]
     states = show()
+    if states is None:
+        # Without a manager, disable/daemon-reload can only fail (systemctl has no
+        # offline mode for --user): remove the files and the enable links ourselves.
+        files = [*_enable_links(unit_dir), *ours]
+        if not files:
+            return [Note("tokend is not installed as a systemd user service")]
+        problem = manager_problem() or "no answer"
+        return [
+            Note(f"note: no systemd user manager is reachable ({problem}): removing the files only"),
+            *(RemoveFile(p) for p in files),
+        ]
     if states is None:  # no manager to ask: disable what we installed, if anything
         known = enabled = bool(ours)
     else:
