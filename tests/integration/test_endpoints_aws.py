@@ -218,3 +218,27 @@ def test_exec_status_passes_through(sandbox: Sandbox, moto: MotoServer) -> None:
         "exec", "--endpoint", "aws=role", "--", "sh", "-c", "kill -TERM $$", env=env, timeout=60
     )
     assert r.status == -15, r
+
+
+@pytest.mark.timeout(90)
+def test_aws_endpoint_refuses_what_it_must(sandbox: Sandbox, moto: MotoServer) -> None:
+    from .test_endpoints_security import run_probe
+
+    sandbox.write_config(TOML)
+    doc = run_probe(sandbox, ["aws=role"], env_for(sandbox, moto))
+    ok = doc["aws_ok"]
+    assert isinstance(ok, list) and ok[0] == 200, doc
+    assert set(json.loads(ok[2])) == {"AccessKeyId", "SecretAccessKey", "Token", "Expiration"}
+    statuses = {case: answer[0] for case, answer in doc.items() if isinstance(answer, list)}  # type: ignore[misc]
+    assert statuses == {
+        "aws_ok": 200,
+        "aws_no_token": 401,
+        "aws_wrong_token": 403,
+        "aws_rebind": 403,
+        "aws_unknown": 404,
+        "aws_big": 431,
+    }, doc
+    assert json.loads(doc["aws_no_token"][2])["code"] == "Unauthorized"  # type: ignore[index]
+    other = doc["other_uid"]
+    assert isinstance(other, dict) and other["aws_ok"][0] == 403, doc["other_uid_err"]
+    assert "SecretAccessKey" not in other["aws_ok"][2]
