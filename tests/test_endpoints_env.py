@@ -105,7 +105,7 @@ def test_aws_env_region_option_wins(tmp_path: Path) -> None:
 def test_google_env(tmp_path: Path) -> None:
     env = {"GOOGLE_APPLICATION_CREDENTIALS": "/sa.json", "NO_GCE_CHECK": "true", "CLOUDSDK_CONFIG": "/mine"}
     envs.google_env(env, "127.0.0.1:9", str(tmp_path), "proj")
-    assert env["GCE_METADATA_HOST"] == env["GCE_METADATA_IP"] == "127.0.0.1:9"
+    assert env["GCE_METADATA_HOST"] == env["GCE_METADATA_IP"] == env["GCE_METADATA_ROOT"] == "127.0.0.1:9"
     assert "GOOGLE_APPLICATION_CREDENTIALS" not in env and "NO_GCE_CHECK" not in env
     assert env["CLOUDSDK_CONFIG"] == str(tmp_path / "gcloud") and os.listdir(env["CLOUDSDK_CONFIG"]) == []
     assert env["GOOGLE_CLOUD_PROJECT"] == "proj"

@@ -13,6 +13,7 @@ import sys
 import textwrap
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler
+from pathlib import Path
 
 import pytest
 
@@ -142,3 +143,24 @@ def test_azure_identity_managed_and_default_use_the_endpoint(sandbox: Sandbox, g
     assert 3000 < doc["managed"]["left"] <= 3600
     log = (sandbox.home / ".azure" / "fake-az.log").read_text()
     assert "https://management.azure.com" in log
+
+
+@pytest.mark.timeout(120)
+def test_gcloud_inside_cmd_sees_a_private_empty_config(sandbox: Sandbox, google: FakeGoogle) -> None:
+    import shutil
+
+    gcloud = shutil.which("gcloud")
+    if gcloud is None:
+        pytest.skip("gcloud is not installed")
+    env = setup_google_azure(sandbox, google)
+    mine = sandbox.home / "gcloud"
+    mine.mkdir(mode=0o700)
+    (mine / "application_default_credentials.json").write_text(json.dumps(google.authorized_user()))
+    env["CLOUDSDK_CONFIG"] = str(mine)
+    script = "gcloud auth list --format=json; gcloud config get-value project; echo $CLOUDSDK_CONFIG"
+    r = sandbox.tokend("exec", "--endpoint", "google=vertex", "--", "sh", "-c", script, env=env, timeout=100)
+    assert r.status == 0, r
+    accounts, project, config_dir = r.out.strip().rsplit("\n", 2)
+    assert json.loads(accounts) == []  # no account: gcloud's own sign-ins are not visible
+    assert project == "proj"  # CLOUDSDK_CORE_PROJECT
+    assert config_dir != str(mine) and not Path(config_dir).exists()  # removed with CMD

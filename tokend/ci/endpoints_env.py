@@ -50,7 +50,7 @@ AWS_KEPT = (
     "use_dualstack_endpoint",
     "cli_pager",
 )
-GOOGLE_REMOVED = ("GOOGLE_APPLICATION_CREDENTIALS", "NO_GCE_CHECK", "GCE_METADATA_ROOT", "CLOUDSDK_CONFIG")
+GOOGLE_REMOVED = ("GOOGLE_APPLICATION_CREDENTIALS", "NO_GCE_CHECK", "CLOUDSDK_CONFIG")
 AZURE_REMOVED = (
     "IDENTITY_SERVER_THUMBPRINT",
     "IMDS_ENDPOINT",
@@ -170,6 +170,8 @@ def google_env(env: MutableMapping[str, str], host: str, private: str, project: 
         env.pop(var, None)
     env["GCE_METADATA_HOST"] = host
     env["GCE_METADATA_IP"] = host
+    # gcloud reads only this one: on a real VM it would otherwise ask the VM's own server.
+    env["GCE_METADATA_ROOT"] = host
     gcloud = os.path.join(private, "gcloud")
     os.mkdir(gcloud, 0o700)
     env["CLOUDSDK_CONFIG"] = gcloud
