@@ -19,7 +19,7 @@ import pytest
 from tests.fakes.aws_lab import require_or_skip
 from tests.fakes.aws_moto import ACCOUNT, BASE_KEY_ID, BASE_SECRET, LEAKY, MotoServer, aws_files, moto_server
 
-from .conftest import Sandbox
+from .conftest import TOKEND, Sandbox
 
 ROLE = f"arn:aws:iam::{ACCOUNT}:role/endpoint-it"
 DEFAULT_KEY = "AKIADEFAULTMUSTNOTWIN"
@@ -242,3 +242,78 @@ def test_aws_endpoint_refuses_what_it_must(sandbox: Sandbox, moto: MotoServer) -
     other = doc["other_uid"]
     assert isinstance(other, dict) and other["aws_ok"][0] == 403, doc["other_uid_err"]
     assert "SecretAccessKey" not in other["aws_ok"][2]
+
+
+def test_exec_needs_an_env_or_an_endpoint(sandbox: Sandbox) -> None:
+    sandbox.write_config(TOML)
+    r = sandbox.tokend("exec", "--", "true")
+    assert r.status == 2 and r.err_lines == [
+        "tokend: tokend exec needs -e VAR=PROFILE or --endpoint CLOUD=PROFILE"
+    ], r
+
+
+@pytest.mark.timeout(90)
+def test_signals_reach_cmd_and_the_endpoint_dies_with_it(sandbox: Sandbox, moto: MotoServer) -> None:
+    import os
+    import signal
+    import socket
+    import subprocess
+    import time
+
+    sandbox.write_config(TOML)
+    script = write(
+        sandbox,
+        "trap.py",
+        textwrap.dedent(
+            """\
+            import os, signal, sys, time
+            def bye(signum, frame):
+                open(sys.argv[1], "w").write(os.environ["AWS_CONTAINER_CREDENTIALS_FULL_URI"])
+                sys.exit(3)
+            signal.signal(signal.SIGTERM, bye)
+            open(sys.argv[2], "w").write("ready")
+            time.sleep(60)
+            """
+        ),
+    )
+    done, ready = sandbox.root / "done", sandbox.root / "ready"
+    proc = subprocess.Popen(
+        [TOKEND, "exec", "--endpoint", "aws=role", "--", sys.executable, script, str(done), str(ready)],
+        env=env_for(sandbox, moto),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not ready.exists():
+            assert proc.poll() is None and time.monotonic() < deadline, (
+                proc.stderr.read() if proc.stderr else ""
+            )
+            time.sleep(0.05)
+        os.kill(proc.pid, signal.SIGTERM)
+        assert proc.wait(30) == 3  # CMD got the signal, and its status is ours
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    port = int(done.read_text().split(":")[2].split("/")[0])
+    with pytest.raises(ConnectionRefusedError), socket.create_connection(("127.0.0.1", port), timeout=5):
+        pass
+
+
+@pytest.mark.timeout(90)
+def test_mask_covers_the_endpoint_token_and_served_credentials(sandbox: Sandbox, moto: MotoServer) -> None:
+    sandbox.write_config(TOML)
+    script = write(
+        sandbox,
+        "leak.py",
+        "import os, boto3\n"
+        "c = boto3.Session().get_credentials().get_frozen_credentials()\n"
+        "print(os.environ['AWS_CONTAINER_AUTHORIZATION_TOKEN'], c.secret_key, c.token, c.access_key)\n",
+    )
+    r = sandbox.tokend(
+        "exec", "--endpoint", "aws=role", "--mask", "--", sys.executable, script, env=env_for(sandbox, moto)
+    )
+    assert r.status == 0, r
+    words = r.out.split()
+    assert words[:3] == ["***", "***", "***"] and words[3].startswith("ASIA"), r.out
