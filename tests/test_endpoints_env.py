@@ -121,3 +121,15 @@ def test_azure_env() -> None:
     assert env == {"IDENTITY_ENDPOINT": "http://127.0.0.1:2/msi/token", "IDENTITY_HEADER": "hdr"}
     envs.azure_env(env, "u", "h", profile("azure", client_id="cid"))
     assert env["AZURE_CLIENT_ID"] == "cid"
+
+
+def test_azure_profile_resource() -> None:
+    from tokend.daemon.endpoints.azure import profile_resource
+
+    assert profile_resource({}) == "https://cognitiveservices.azure.com"  # the source's default scope
+    assert profile_resource({"resource": "https://vault.azure.net/"}) == "https://vault.azure.net"
+    assert (
+        profile_resource({"scopes": ("https://management.azure.com//.default",)})
+        == "https://management.azure.com"
+    )
+    assert profile_resource({"scopes": ("api://x/read", "api://x/write")}) is None

@@ -17,6 +17,7 @@ from tokend.core.broker import Broker
 from tokend.core.errors import TokendError
 from tokend.daemon.endpoints.common import Variants, credential, error_status, token_matches
 from tokend.daemon.endpoints.http import Request, Response
+from tokend.sources.azure import DEFAULT_SCOPE
 
 PATH = "/msi/token"
 API_VERSION = "2019-08-01"
@@ -33,7 +34,7 @@ def profile_resource(options: Mapping[str, object]) -> str | None:
     resource = options.get("resource")
     if isinstance(resource, str) and resource:
         return resource.rstrip("/")
-    scopes = options.get("scopes")
+    scopes = options.get("scopes") or (DEFAULT_SCOPE,)
     if isinstance(scopes, (tuple, list)) and len(scopes) == 1 and str(scopes[0]).endswith("/.default"):
         return str(scopes[0])[: -len("/.default")].rstrip("/")
     return None
