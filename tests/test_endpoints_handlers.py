@@ -20,7 +20,7 @@ from tokend.core.config import Config, Profile, parse
 from tokend.core.credential import Credential
 from tokend.core.errors import LoginRequired, SourceError
 from tokend.daemon.endpoints import aws, azure, google
-from tokend.daemon.endpoints.http import Request, Response
+from tokend.daemon.endpoints.http import Handler, Request, Response
 from tokend.sources.base import BaseSource, FetchRequest
 
 CONFIG = """
@@ -71,7 +71,7 @@ def broker() -> Iterator[Broker]:
     b.close()
 
 
-def get(handler: Any, path: str, headers: Mapping[str, str], **query: str) -> Response:
+def get(handler: Handler, path: str, headers: Mapping[str, str], **query: str) -> Response:
     lower = {k.lower(): v for k, v in headers.items()}
     return asyncio.run(handler(Request("GET", path, query, lower)))
 
