@@ -73,7 +73,11 @@ def broker() -> Iterator[Broker]:
 
 def get(handler: Handler, path: str, headers: Mapping[str, str], **query: str) -> Response:
     lower = {k.lower(): v for k, v in headers.items()}
-    return asyncio.run(handler(Request("GET", path, query, lower)))
+
+    async def call() -> Response:
+        return await handler(Request("GET", path, query, lower))
+
+    return asyncio.run(call())
 
 
 def body(response: Response) -> Any:
