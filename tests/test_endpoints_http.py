@@ -185,3 +185,14 @@ def test_handler_failure_answers_500_and_serving_goes_on(make: Make) -> None:
         assert status(answer) == 500 and b"RuntimeError" in answer
     with connect(server) as s:
         assert status(ask(s, server)) == 200
+
+
+def test_open_connections_end_with_the_servers() -> None:
+    server = EndpointServer("test", echo, refuse)
+    with serving([server]):
+        s = connect(server)
+        assert status(ask(s, server)) == 200  # an idle keep-alive connection stays open...
+    with s:
+        assert closed_within(s, 10)  # ...until the servers stop
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", server.port), timeout=5).close()

@@ -90,6 +90,10 @@ def env_for(sandbox: Sandbox, moto: MotoServer) -> dict[str, str]:
     )
     config = "[default]\nregion = eu-west-3\n[profile base]\nregion = eu-west-3\n"
     env.update(aws_files(sandbox.root, config, creds))
+    home_aws = sandbox.home / ".aws"  # the default locations too, should a file variable be dropped
+    home_aws.mkdir(mode=0o700, exist_ok=True)
+    (home_aws / "credentials").write_text(creds)
+    (home_aws / "config").write_text(config)
     env.update(
         AWS_ENDPOINT_URL_STS=moto.url,
         AWS_EC2_METADATA_DISABLED="true",

@@ -34,6 +34,12 @@ def serving(servers: Sequence[EndpointServer]) -> Iterator[None]:
         await stop.wait()
         for server in servers:
             await server.close()
+        # Connections still open (an idle keep-alive, a client waiting on a fetch)
+        # end with CMD: the token and port must not outlive it.
+        rest = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
+        for task in rest:
+            task.cancel()
+        await asyncio.gather(*rest, return_exceptions=True)
 
     thread = threading.Thread(
         target=loop.run_until_complete, args=(main(),), name="tokend-endpoints", daemon=True
