@@ -179,7 +179,18 @@ def test_fetch_failure_is_one_line_before_cmd(sandbox: Sandbox, moto: MotoServer
 
 
 def _aws_cli() -> str:
-    for root in (ROOT, Path("/work/main")):
+    """The AWS CLI v1 scripts/test installs under .cache/ (of this checkout or its main worktree)."""
+    import subprocess
+
+    roots = [ROOT]
+    common = subprocess.run(
+        ["git", "-C", str(ROOT), "rev-parse", "--path-format=absolute", "--git-common-dir"],
+        capture_output=True,
+        text=True,
+    )
+    if common.returncode == 0 and common.stdout.strip():
+        roots.append(Path(common.stdout.strip()).parent)
+    for root in roots:
         aws = root / ".cache" / "awscli-venv" / "bin" / "aws"
         if aws.exists():
             return str(aws)
