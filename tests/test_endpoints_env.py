@@ -133,3 +133,11 @@ def test_azure_profile_resource() -> None:
         == "https://management.azure.com"
     )
     assert profile_resource({"scopes": ("api://x/read", "api://x/write")}) is None
+
+
+def test_e_may_not_set_what_an_endpoint_owns() -> None:
+    specs = [envs.parse_endpoint("aws=a"), envs.parse_endpoint("google=g")]
+    envs.check_clashes(specs, ["TOKEN", "IDENTITY_HEADER"])  # azure is not served: fine
+    for name in ("AWS_ACCESS_KEY_ID", "GOOGLE_APPLICATION_CREDENTIALS", "GCE_METADATA_HOST"):
+        with pytest.raises(UsageError, match=name):
+            envs.check_clashes(specs, ["TOKEN", name])

@@ -99,6 +99,28 @@ def check_profile(spec: EndpointSpec, profile: Profile) -> None:
         raise UsageError(_kind_message(spec, f"source {profile.source!r}"), profile=spec.profile)
 
 
+#: Variables each endpoint sets or removes: ``-e`` may not set them too.
+OWNED = {
+    "aws": (
+        *AWS_REMOVED,
+        "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+        "AWS_CONTAINER_AUTHORIZATION_TOKEN",
+        "AWS_CONFIG_FILE",
+        "AWS_SHARED_CREDENTIALS_FILE",
+    ),
+    "google": (*GOOGLE_REMOVED, "GCE_METADATA_HOST", "GCE_METADATA_IP", "GCE_METADATA_ROOT"),
+    "azure": (*AZURE_REMOVED, "IDENTITY_ENDPOINT", "IDENTITY_HEADER"),
+}
+
+
+def check_clashes(specs: list[EndpointSpec], names: list[str]) -> None:
+    """Refuse an ``-e`` variable that an endpoint sets or removes (it would be lost or would win)."""
+    for spec in specs:
+        for name in names:
+            if name in OWNED[spec.cloud]:
+                raise UsageError(f"-e sets {name}, which --endpoint {spec.cloud}= sets or removes for CMD")
+
+
 def check_credential(spec: EndpointSpec, cred: Credential) -> None:
     if cred.kind != KIND[spec.cloud]:
         raise UsageError(_kind_message(spec, f"{cred.kind} credentials"), profile=spec.profile)

@@ -4,7 +4,7 @@ Daemonless like the rest of ``tokend exec``: one local broker (the shared file
 cache in the runtime directory, so concurrent execs make one fetch) fetches
 every profile before CMD starts — a failure is tokend's one line and exit
 status, and CMD's first SDK request is answered from the cache, inside
-botocore's 1 s container timeout — then answers the endpoints, refreshing
+botocore's 2 s container timeout — then answers the endpoints, refreshing
 through the same broker. CMD is a child: its exit status and signals pass
 through (``tokend.ci.masking``).
 """
@@ -51,6 +51,7 @@ def run(
         for spec in specs:
             envs.check_credential(spec, creds[spec.profile])
         found = inject.variables(vars_, creds)
+        envs.check_clashes(specs, [v.name for v in found])
         with _private_dir(paths.runtime_dir()) as private:
             env = dict(os.environ)
             env.update({v.name: v.value for v in found})
