@@ -61,7 +61,8 @@ def register(cli: click.Group) -> None:
         With --endpoint, COMMAND's cloud SDKs get their credentials from local endpoints
         that live as long as COMMAND.
 
-        Example: tokend exec -e prod -e TOKEN=vertex --mask -- ./deploy.sh
+        Examples: tokend exec -e prod -e TOKEN=vertex --mask -- ./deploy.sh ·
+        tokend exec --endpoint aws=prod --endpoint google=vertex -- terraform apply
         """
         if not specs and not endpoints:
             raise UsageError("tokend exec needs -e VAR=PROFILE or --endpoint CLOUD=PROFILE")
