@@ -36,18 +36,38 @@ def register(cli: click.Group) -> None:
         "--env",
         "specs",
         multiple=True,
-        required=True,
         metavar="VAR=PROFILE[:FIELD]",
         help="set VAR (repeatable); a bare PROFILE sets its usual variables (AWS_ACCESS_KEY_ID, …)",
+    )
+    @click.option(
+        "--endpoint",
+        "endpoints",
+        multiple=True,
+        metavar="CLOUD=PROFILE",
+        help="serve CLOUD's credential endpoint (aws, google, azure) to COMMAND's SDKs from PROFILE",
     )
     @click.option("--mask", is_flag=True, help="replace every injected secret in the output with ***")
     @click.option("--timeout", type=float, help="seconds to wait for each credential (default: profile's)")
     @click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
-    def exec_(specs: tuple[str, ...], mask: bool, timeout: float | None, command: tuple[str, ...]) -> None:
+    def exec_(
+        specs: tuple[str, ...],
+        endpoints: tuple[str, ...],
+        mask: bool,
+        timeout: float | None,
+        command: tuple[str, ...],
+    ) -> None:
         """Run COMMAND with credentials in its environment (daemonless; exit status and signals pass through).
 
-        Example: tokend exec -e prod -e TOKEN=vertex --mask -- ./deploy.sh
+        With --endpoint, COMMAND's cloud SDKs get their credentials from local endpoints
+        that live as long as COMMAND.
+
+        Examples: tokend exec -e prod -e TOKEN=vertex --mask -- ./deploy.sh ·
+        tokend exec --endpoint aws=prod --endpoint google=vertex -- terraform apply
         """
+        if not specs and not endpoints:
+            raise UsageError("tokend exec needs -e VAR=PROFILE or --endpoint CLOUD=PROFILE")
+        if endpoints:
+            _exec_with_endpoints(list(command), endpoints, specs, mask, _timeout(timeout))
         found = _resolve(specs, _timeout(timeout))
         env = dict(os.environ)
         env.update({v.name: v.value for v in found})
@@ -95,6 +115,22 @@ def register(cli: click.Group) -> None:
         render = envformats.dotenv if fmt == "dotenv" else envformats.shell
         sys.stdout.write(render(found))
         sys.stdout.flush()
+
+
+def _exec_with_endpoints(
+    argv: list[str], endpoints: tuple[str, ...], specs: tuple[str, ...], mask: bool, timeout: float | None
+) -> NoReturn:
+    """CMD as a child while the endpoints serve it; end as it ended."""
+    from tokend.ci import endpoints_exec, masking
+
+    try:
+        status = endpoints_exec.run(argv, endpoints, specs, mask=mask, timeout=timeout)
+    except FileNotFoundError:
+        _fail(argv[0], "command not found", EXIT_NOT_FOUND)
+    except PermissionError:
+        _fail(argv[0], "permission denied", EXIT_NOT_EXECUTABLE)
+    masking.exit_like(status)
+    raise AssertionError("exit_like returned")
 
 
 def _execvpe(argv: list[str], env: dict[str, str]) -> None:

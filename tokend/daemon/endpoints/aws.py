@@ -1,0 +1,63 @@
+"""The AWS container credentials endpoint (what ECS gives a task) for botocore and the other SDKs.
+
+The SDKs find it through ``AWS_CONTAINER_CREDENTIALS_FULL_URI`` and send
+``AWS_CONTAINER_AUTHORIZATION_TOKEN`` verbatim as the Authorization header
+(botocore ``ContainerProvider``); they read ``AccessKeyId``,
+``SecretAccessKey``, ``Token``, ``Expiration`` and ``AccountId``. Any status
+but 200 is retried (botocore ``ContainerMetadataFetcher``: three tries) and
+its body shown, so errors are ``{"code", "message"}`` with tokend's line.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+from tokend.core.broker import Broker
+from tokend.core.credential import utc
+from tokend.core.errors import TokendError
+from tokend.daemon.endpoints.common import credential, error_status, token_matches
+from tokend.daemon.endpoints.http import Request, Response
+
+PATH = "/aws/credentials"
+#: The Expiration given for long-term keys (which have none): when to ask again.
+STATIC_REASK = 3600.0
+
+
+def refuse(status: int, message: str) -> Response:
+    code = {401: "Unauthorized", 403: "AccessDenied", 404: "NotFound", 503: "ServiceUnavailable"}
+    body = {"code": code.get(status, "InternalError"), "message": message}
+    return Response(status, json.dumps(body).encode())
+
+
+class AwsEndpoint:
+    def __init__(self, broker: Broker, profile: str, token: str) -> None:
+        self._broker = broker
+        self._profile = profile
+        self._token = token
+
+    async def __call__(self, request: Request) -> Response:
+        if request.path != PATH:
+            return refuse(404, f"no such path: {request.path}")
+        if request.method != "GET":
+            return refuse(405, "only GET")
+        given = request.headers.get("authorization")
+        if given is None:
+            return refuse(401, "missing Authorization (AWS_CONTAINER_AUTHORIZATION_TOKEN)")
+        if not token_matches(given, self._token):
+            return refuse(403, "wrong Authorization token")
+        try:
+            cred = await credential(self._broker, self._profile)
+        except TokendError as e:
+            return refuse(error_status(e), e.line())
+        expires = cred.expires_at if cred.expires_at is not None else time.time() + STATIC_REASK
+        body = {
+            "AccessKeyId": cred.fields["AccessKeyId"],
+            "SecretAccessKey": cred.fields["SecretAccessKey"],
+            "Token": cred.fields.get("SessionToken", ""),
+            "Expiration": utc(expires).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        }
+        account = cred.fields.get("AccountId") or cred.extra.get("account_id")
+        if account:
+            body["AccountId"] = str(account)
+        return Response(200, json.dumps(body).encode())

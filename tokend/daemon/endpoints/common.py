@@ -1,0 +1,68 @@
+"""What the per-cloud endpoints share: the broker call, token checks, error statuses, derived profiles."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import hmac
+import json
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import Any
+
+from tokend.core.broker import Broker
+from tokend.core.credential import Credential
+from tokend.core.errors import SourceError, TokendError
+
+#: At most this many derived profiles (other scopes / resources) per endpoint:
+#: a client cannot make tokend fetch for arbitrarily many.
+MAX_VARIANTS = 16
+
+
+async def credential(broker: Broker, name: str) -> Credential:
+    """The profile's credential through the broker's one request path (cache, single flight)."""
+    result = broker.request(name)
+    return result if isinstance(result, Credential) else await result
+
+
+def token_matches(given: str | None, expected: str) -> bool:
+    """Constant-time comparison of a request's token with the endpoint's."""
+    return given is not None and hmac.compare_digest(given.encode(), expected.encode())
+
+
+def error_status(err: TokendError) -> int:
+    """503 (the SDKs retry it) when asking again may succeed, else 500."""
+    return 503 if isinstance(err, SourceError) and err.retryable else 500
+
+
+class Variants:
+    """Profiles derived from one profile with other options (scopes, resource).
+
+    They are added to the broker's configuration, so their credentials go
+    through the same request path and cache as every other profile's.
+    """
+
+    def __init__(self, broker: Broker, base: str, limit: int = MAX_VARIANTS) -> None:
+        self._broker = broker
+        self._base = base
+        self._limit = limit
+        self._names: dict[str, str] = {}
+
+    def name(self, overrides: Mapping[str, Any]) -> str | None:
+        """The derived profile's name; None once ``limit`` variants exist."""
+        key = json.dumps(dict(overrides), sort_keys=True, default=str)
+        found = self._names.get(key)
+        if found is not None:
+            return found
+        if len(self._names) >= self._limit:
+            return None
+        base = self._broker.profile(self._base)
+        digest = hashlib.sha256(key.encode()).hexdigest()[:8]
+        derived = dataclasses.replace(
+            base, name=f"{base.name}@{digest}", options=MappingProxyType({**base.options, **overrides})
+        )
+        config = self._broker.config
+        profiles = MappingProxyType({**config.profiles, derived.name: derived})
+        self._broker.reconfigure(dataclasses.replace(config, profiles=profiles))
+        self._names[key] = derived.name
+        return derived.name
