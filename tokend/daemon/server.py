@@ -26,6 +26,9 @@ log = logging.getLogger(__name__)
 
 Reply = tuple[int, bytes]
 
+#: What a request gets when serving it raised something unexpected (the traceback goes to the log).
+INTERNAL_ERROR: Reply = (EXIT_FAILED, b"tokend: internal error in the daemon; see its log\n")
+
 
 @dataclass(frozen=True)
 class Limits:
@@ -82,7 +85,7 @@ class Daemon:
             return _error(e)
         except Exception:  # a bug in one request must not stop the daemon
             log.exception("internal error serving %r", op)
-            return EXIT_FAILED, b"tokend: internal error in the daemon; see its log\n"
+            return INTERNAL_ERROR
 
     def _get(self, fields: dict[str, str]) -> Reply | Awaitable[Reply]:
         name = fields.get("profile")
@@ -260,7 +263,13 @@ class Connection(asyncio.Protocol):
                 self.transport.close()
 
     async def _finish(self, pending: Awaitable[Reply]) -> None:
-        reply = await pending
+        try:
+            reply = await pending
+        except Exception:
+            # Whatever the broker, a source or rendering raised, the client gets an
+            # answer and the connection its next request: nothing may keep it busy.
+            log.exception("internal error serving a request")
+            reply = INTERNAL_ERROR
         self.busy = False
         self.task = None
         if self.transport is None or self.transport.is_closing():
