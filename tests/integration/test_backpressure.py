@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import socket
+import threading
 import time
+from pathlib import Path
 
 import pytest
 
@@ -64,3 +66,76 @@ def test_requests_that_raise_do_not_use_up_connection_slots(sandbox: Sandbox) ->
     log = daemon.log_text()
     assert "internal error serving a request" in log and "Traceback" in log
     assert r.out.strip() not in log
+
+
+def _rss_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    raise AssertionError(f"no VmRSS for {pid}")
+
+
+class Flooder(threading.Thread):
+    """Pipelines ``status`` requests as fast as it can and never reads a reply."""
+
+    def __init__(self, path: str, stop: threading.Event) -> None:
+        super().__init__(daemon=True)
+        self.path = path
+        self.stop = stop
+        self.sent = 0
+        self.reconnects = 0
+
+    def run(self) -> None:
+        chunk = b"status\n" * 512
+        while not self.stop.is_set():
+            try:
+                with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+                    s.settimeout(0.2)
+                    s.connect(self.path)
+                    while not self.stop.is_set():
+                        try:
+                            self.sent += s.send(chunk)
+                        except TimeoutError:
+                            continue  # the daemon stopped reading us: keep pushing
+            except OSError:
+                self.reconnects += 1  # dropped for not reading: come back for more
+                time.sleep(0.01)
+
+
+@pytest.mark.timeout(120)
+def test_clients_that_never_read_neither_stall_the_daemon_nor_fill_its_memory(sandbox: Sandbox) -> None:
+    sandbox.write_config(DEMO)
+    daemon = sandbox.start_daemon()
+    env = sandbox.env(TOKEND_NO_FALLBACK="1")  # an answer must come from the daemon
+    assert sandbox.print_("demo", env=env).status == 0
+    rss_before = _rss_kib(daemon.pid)
+    stop = threading.Event()
+    flooders = [Flooder(daemon.socket_path, stop) for _ in range(20)]
+    for f in flooders:
+        f.start()
+    latencies: list[float] = []
+    failures = []
+    try:
+        end = time.monotonic() + 10
+        while time.monotonic() < end:
+            r = sandbox.print_("demo", env=env, timeout=30)
+            latencies.append(r.elapsed)
+            if r.status != 0:
+                failures.append(r)
+        rss_during = _rss_kib(daemon.pid)
+    finally:
+        stop.set()
+        for f in flooders:
+            f.join(10)
+    rss_after = _rss_kib(daemon.pid)
+    sent = sum(f.sent for f in flooders)
+    print(
+        f"\nbackpressure: {len(latencies)} calls, worst {max(latencies):.2f}s; "
+        f"RSS {rss_before} KiB before, {rss_during} during, {rss_after} after; "
+        f"{sent // 7} status requests sent, {sum(f.reconnects for f in flooders)} reconnects"
+    )
+    assert not failures, failures[:3]
+    assert max(latencies) < 4.0, latencies
+    # Generous: the point is tens of kilobytes per connection, not hundreds of megabytes.
+    assert max(rss_during, rss_after) - rss_before < 20 * 1024
+    assert daemon.alive()

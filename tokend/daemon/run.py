@@ -100,7 +100,7 @@ def serve(config_path: Path | None = None) -> int:
     _no_core_dumps()
     dropped = environment.restrict()
     if dropped:
-        log.info("environment reduced to the allow-list: %d variables dropped", len(dropped))
+        log.debug("environment reduced to the allow-list; dropped: %s", ", ".join(dropped))
     config_path = _leave_cwd(config_path)
     config = config_mod.load(config_path)
     rundir = paths.runtime_dir()

@@ -36,6 +36,10 @@ class Limits:
     #: A client must complete each request line within this long (half-open guard).
     request_timeout: float = 5.0
     max_connections: int = 2048
+    #: Unsent reply bytes past which a connection's requests are no longer read.
+    max_unsent: int = 64 * 1024
+    #: Complete request lines waiting per connection past which it is no longer read.
+    max_pipelined: int = 16
 
 
 def _error(err: TokendError, profile: str | None = None) -> Reply:
@@ -172,7 +176,12 @@ def _rss() -> int | None:
 
 
 class Connection(asyncio.Protocol):
-    """One client connection: peer check, bounded line reads, in-order replies."""
+    """One client connection: peer check, bounded line reads, in-order replies.
+
+    Backpressure: a client that sends requests faster than it reads the
+    replies is no longer read from (so neither its requests nor our replies
+    pile up in memory) until it catches up.
+    """
 
     def __init__(self, daemon: Daemon) -> None:
         self.daemon = daemon
@@ -184,6 +193,8 @@ class Connection(asyncio.Protocol):
         self.eof = False
         self.timer: asyncio.TimerHandle | None = None
         self.task: asyncio.Task[None] | None = None
+        self.reading = True
+        self.write_paused = False  # the transport holds max_unsent bytes the client has not read
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -205,6 +216,7 @@ class Connection(asyncio.Protocol):
             log.warning("refused a connection from uid %d (only uid %d may connect)", uid, os.getuid())
             transport.abort()
             return
+        transport.set_write_buffer_limits(high=self.daemon.limits.max_unsent)
         self._arm()
 
     def _arm(self) -> None:
@@ -219,7 +231,19 @@ class Connection(asyncio.Protocol):
         self.timer = None
         if self.transport is not None and not self.busy:
             self.closing = True
-            self.transport.close()
+            if self.transport.get_write_buffer_size():
+                # close() would wait for the client to read what is unsent: it never does.
+                self.transport.abort()
+            else:
+                self.transport.close()
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+        self._flow()
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        self._process()
 
     def data_received(self, data: bytes) -> None:
         if self.closing:
@@ -234,9 +258,30 @@ class Connection(asyncio.Protocol):
         self.eof = True
         return True
 
+    def _flow(self) -> None:
+        """Read from the client only while it is not too far ahead of us."""
+        if self.transport is None or self.closing:
+            return
+        limits = self.daemon.limits
+        full = (
+            self.write_paused
+            or len(self.buf) > limits.max_request
+            or self.buf.count(b"\n") >= limits.max_pipelined
+        )
+        if full and self.reading:
+            self.reading = False
+            self.transport.pause_reading()
+        elif not full and not self.reading:
+            self.reading = True
+            self.transport.resume_reading()
+
     def _process(self) -> None:
+        self._serve_buffered()
+        self._flow()
+
+    def _serve_buffered(self) -> None:
         limit = self.daemon.limits.max_request
-        while not self.busy and not self.closing:
+        while not self.busy and not self.closing and not self.write_paused:
             nl = self.buf.find(b"\n", 0, limit + 1)
             if nl < 0:
                 if len(self.buf) > limit:
@@ -257,7 +302,7 @@ class Connection(asyncio.Protocol):
                 self._disarm()
                 self.task = self.loop.create_task(self._finish(result))
                 return
-        if not self.busy and not self.closing and self.eof:
+        if not self.busy and not self.closing and not self.write_paused and self.eof:
             self.closing = True
             if self.transport is not None:
                 self.transport.close()
