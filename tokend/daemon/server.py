@@ -19,6 +19,7 @@ from tokend.core.config import Config
 from tokend.core.credential import Credential
 from tokend.core.durations import parse_duration
 from tokend.core.errors import EXIT_FAILED, EXIT_USAGE, SourceTimeout, TokendError
+from tokend.core.logs import escape
 from tokend.daemon.repeat import RepeatTracker
 from tokend.daemon.runtime import peer_uid
 
@@ -175,6 +176,17 @@ def _rss() -> int | None:
         return None
 
 
+def _encode(status: int, body: bytes) -> bytes:
+    """The response; an error is the one line the client prints, so it is kept to one line.
+
+    Parts of an error line can come from the request (a profile name, a format):
+    control characters in them are shown as escapes, never passed to a terminal.
+    """
+    if status != 0:
+        body = (escape(body.decode("utf-8", "replace").rstrip("\n")) + "\n").encode()
+    return protocol.encode_response(status, body)
+
+
 class Connection(asyncio.Protocol):
     """One client connection: peer check, bounded line reads, in-order replies.
 
@@ -256,6 +268,8 @@ class Connection(asyncio.Protocol):
         if not self.busy and not self.buf:
             return False
         self.eof = True
+        # An unfinished last request can never complete now: close once the rest is answered.
+        self.loop.call_soon(self._process)
         return True
 
     def _flow(self) -> None:
@@ -276,6 +290,8 @@ class Connection(asyncio.Protocol):
             self.transport.resume_reading()
 
     def _process(self) -> None:
+        if self.transport is None:  # scheduled, then the connection went
+            return
         self._serve_buffered()
         self._flow()
 
@@ -286,7 +302,8 @@ class Connection(asyncio.Protocol):
             if nl < 0:
                 if len(self.buf) > limit:
                     self._reply_close(EXIT_USAGE, f"tokend: request over {limit} bytes\n".encode())
-                return
+                    return
+                break
             line = bytes(self.buf[:nl])
             del self.buf[: nl + 1]
             try:
@@ -324,14 +341,14 @@ class Connection(asyncio.Protocol):
 
     def _reply(self, reply: Reply) -> None:
         assert self.transport is not None
-        self.transport.write(protocol.encode_response(*reply))
+        self.transport.write(_encode(*reply))
         self._disarm()
         self._arm()
 
     def _reply_close(self, status: int, body: bytes) -> None:
         assert self.transport is not None
         self.closing = True
-        self.transport.write(protocol.encode_response(status, body))
+        self.transport.write(_encode(status, body))
         self.transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:
