@@ -152,10 +152,15 @@ def test_an_autostarted_daemon_does_not_hand_its_starters_environment_to_command
         source = "command"
         command = {json.dumps([sys.executable, "-I", "-S", str(script), str(seen)])}
         env = {{ PROFILE_SETTING = "from-config" }}
+
+        [profiles.named]
+        source = "env"
+        var = "NAMED_BY_CONFIG"
         """
     )
     env = sandbox.env(
         PROD_TOKEN="xyz-must-not-leak",
+        NAMED_BY_CONFIG="named-value-123456",
         AWS_REGION="eu-west-1",
         https_proxy="http://proxy.invalid:3128",
         TOKEND_TIMEOUT="20",
@@ -171,6 +176,8 @@ def test_an_autostarted_daemon_does_not_hand_its_starters_environment_to_command
     assert child_env["AWS_REGION"] == "eu-west-1"
     assert child_env["https_proxy"] == "http://proxy.invalid:3128"
     assert child_env["XDG_RUNTIME_DIR"] == str(sandbox.runtime)
+    # A variable the configuration names is still read by its source.
+    assert sandbox.print_("named", env=env).out == "named-value-123456\n"
 
 
 # -- children -----------------------------------------------------------------------

@@ -7,12 +7,17 @@ Without a filter a secret one caller had in its environment (say a token that
 daemon keeps only what locates the user and their files, locale, proxies and
 CA bundles, the variables cloud SDKs and secret stores read, tokend's own, and
 what systemd hands to the service. A profile's ``env`` table still adds to this.
+
+Variables the configuration names itself (an ``env`` source's ``var``, a
+``*_env`` setting, an ``env:NAME`` reference) are the user's explicit choice:
+they are kept too, also when a reload names them later.
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import MutableMapping
+from collections.abc import Iterable, Mapping, MutableMapping
+from typing import Any
 
 #: Kept by exact name.
 ALLOWED_NAMES = frozenset(
@@ -78,9 +83,35 @@ def allowed(name: str) -> bool:
     return name in ALLOWED_NAMES or name.startswith(ALLOWED_PREFIXES)
 
 
+#: What restrict() removed, so a variable the configuration names can be let back in.
+_withheld: dict[str, str] = {}
+
+
 def restrict(env: MutableMapping[str, str] = os.environ) -> list[str]:
     """Remove every variable not on the allow-list from ``env``; the names removed, sorted."""
     dropped = sorted(name for name in env if not allowed(name))
     for name in dropped:
-        del env[name]
+        _withheld[name] = env.pop(name)
     return dropped
+
+
+def admit(names: Iterable[str], env: MutableMapping[str, str] = os.environ) -> list[str]:
+    """Put back the withheld variables among ``names``; the names put back, sorted."""
+    back = sorted(name for name in set(names) if name in _withheld and name not in env)
+    for name in back:
+        env[name] = _withheld[name]
+    return back
+
+
+def named_by(profiles: Iterable[Mapping[str, Any]]) -> set[str]:
+    """Variables the settings of ``profiles`` name: ``var``, ``*_env``, ``env:NAME`` values."""
+    names = set()
+    for options in profiles:
+        for key, value in options.items():
+            if not isinstance(value, str):
+                continue
+            if key == "var" or key.endswith("_env"):
+                names.add(value)
+            elif value.startswith("env:"):
+                names.add(value[len("env:") :])
+    return names

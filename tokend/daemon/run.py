@@ -94,6 +94,13 @@ def _leave_cwd(config_path: Path | None) -> Path | None:
     return absolute
 
 
+def _load(config_path: Path | None) -> config_mod.Config:
+    """The configuration, with the environment variables it names let through."""
+    config = config_mod.load(config_path)
+    environment.admit(environment.named_by(p.options for p in config.profiles.values()))
+    return config
+
+
 def serve(config_path: Path | None = None) -> int:
     """Run the daemon in the foreground until SIGTERM/SIGINT or ``tokend stop``."""
     setup_logging()
@@ -102,7 +109,7 @@ def serve(config_path: Path | None = None) -> int:
     if dropped:
         log.debug("environment reduced to the allow-list; dropped: %s", ", ".join(dropped))
     config_path = _leave_cwd(config_path)
-    config = config_mod.load(config_path)
+    config = _load(config_path)
     rundir = paths.runtime_dir()
     prepare_dir(rundir)
     lock_fd = runtime.take_instance_lock(rundir)
@@ -155,7 +162,7 @@ async def _main(
     clock = ClockWatcher(on_jump)
     daemon = Daemon(
         broker,
-        reload_config=lambda: config_mod.load(config_path),
+        reload_config=lambda: _load(config_path),
         request_stop=stop.set,
         socket_path=sock_path,
         limits=Limits(),
