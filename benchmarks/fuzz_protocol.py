@@ -25,6 +25,7 @@ import random
 import re
 import select
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -332,6 +333,8 @@ def main() -> int:
     opts = ap.parse_args()
 
     bindir = find_bin(opts.bin)
+    # Stopped from outside (timeout(1), a CI job): still stop the daemon and clean up.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     root = Path(tempfile.mkdtemp(prefix="tf", dir="/tmp"))
     runtime, home = root / "r", root / "h"
     for d in (runtime, home):
