@@ -49,3 +49,11 @@ def test_the_helper_sends_its_parents_pid() -> None:
     assert fields == {"profile": "vertex", "repeat_caller": str(os.getppid())}
     assert "refresh" not in fastpath.parse_args(["vertex", "--refresh-on-repeat"])
     assert "--refresh-on-repeat" in fastpath.USAGE
+
+
+def test_a_caller_that_is_not_a_pid_is_ignored(clock: FakeClock) -> None:
+    tracker = RepeatTracker(clock=clock)
+    for caller in ("12\nERROR forged", "", "-1", "١٢٣", "1" * 11, "12 "):
+        assert tracker.repeated("vertex", caller) is False
+        assert tracker.repeated("vertex", caller) is False
+    assert len(tracker) == 0

@@ -4,17 +4,39 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import sys
 
 from tokend.core.errors import scrub
 
+#: C0 controls but tab, DEL, C1 controls, and the separators str.splitlines() also
+#: breaks on: any of them in a logged field could start a forged log line.
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")
+#: The same, except a newline: a traceback's own lines stay lines.
+_CONTROL_BUT_NEWLINE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def _visible(match: re.Match[str]) -> str:
+    code = ord(match.group())
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def escape(text: str) -> str:
+    """``text`` on one line: control characters shown as ``\\xNN`` escapes."""
+    return _CONTROL.sub(_visible, text)
+
 
 class RedactingFilter(logging.Filter):
+    """Redacts every served secret from a record and escapes its control characters."""
+
     def filter(self, record: logging.LogRecord) -> bool:
-        record.msg = scrub(record.getMessage())
+        # Escaped after formatting, so every field (a profile name, a caller's pid,
+        # an upstream's message) is covered, whoever logs it.
+        record.msg = escape(scrub(record.getMessage()))
         record.args = None
         if record.exc_info and record.exc_info[1] is not None:
-            record.exc_text = scrub(logging.Formatter().formatException(record.exc_info))
+            text = logging.Formatter().formatException(record.exc_info)
+            record.exc_text = _CONTROL_BUT_NEWLINE.sub(_visible, scrub(text))
             record.exc_info = None
         return True
 

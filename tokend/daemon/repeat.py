@@ -21,6 +21,8 @@ from collections.abc import Callable
 REPEAT_WINDOW = 290.0
 #: Callers remembered at most (one entry per profile and parent pid).
 MAX_CALLERS = 4096
+#: A pid has at most this many digits (Linux caps pid_max at 2**22).
+MAX_PID_DIGITS = 10
 
 
 class RepeatTracker:
@@ -39,7 +41,13 @@ class RepeatTracker:
         self._seen: dict[tuple[str, str], float] = {}
 
     def repeated(self, profile: str, caller: str) -> bool:
-        """Record this request; True when the same caller asked for ``profile`` within the window."""
+        """Record this request; True when the same caller asked for ``profile`` within the window.
+
+        ``caller`` comes from the client unchecked: anything but a pid is ignored
+        (never a repeat, never remembered), so it cannot reach a log line either.
+        """
+        if not (caller.isascii() and caller.isdigit() and len(caller) <= MAX_PID_DIGITS):
+            return False
         now = self._clock()
         key = (profile, caller)
         last = self._seen.pop(key, None)

@@ -15,9 +15,10 @@ from pathlib import Path
 from tokend.client import paths
 from tokend.client.rundir import prepare_dir
 from tokend.core import config as config_mod
+from tokend.core import linux
 from tokend.core.broker import Broker, Cancellable
 from tokend.core.logs import setup_logging
-from tokend.daemon import runtime, systemd
+from tokend.daemon import environment, runtime, systemd
 from tokend.daemon.clock import ClockWatcher, Jump
 from tokend.daemon.notify import LoginNotifier
 from tokend.daemon.server import Connection, Daemon, Limits
@@ -68,10 +69,47 @@ def _notify_ready() -> None:
             os.close(int(fd))
 
 
+#: Variables naming paths the daemon reads after it left its starting directory.
+_PATH_VARIABLES = ("TOKEND_CONFIG", "XDG_CONFIG_HOME", "XDG_RUNTIME_DIR", "HOME")
+
+
+def _no_core_dumps() -> None:
+    """Credentials live in this process's memory: no core file, no ptrace by other processes."""
+    if not linux.prctl(linux.PR_SET_DUMPABLE, 0) and linux.available():
+        log.warning("could not mark the daemon non-dumpable (prctl PR_SET_DUMPABLE failed)")
+    try:
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    except (ValueError, OSError) as e:
+        log.warning("could not disable core dumps: %s", e)
+
+
+def _leave_cwd(config_path: Path | None) -> Path | None:
+    """``chdir("/")`` (a daemon must not pin a directory); relative paths resolved first."""
+    for name in _PATH_VARIABLES:
+        value = os.environ.get(name)
+        if value and not os.path.isabs(os.path.expanduser(value)):
+            os.environ[name] = os.path.abspath(os.path.expanduser(value))
+    absolute = config_path.expanduser().absolute() if config_path is not None else None
+    os.chdir("/")
+    return absolute
+
+
+def _load(config_path: Path | None) -> config_mod.Config:
+    """The configuration, with the environment variables it names let through."""
+    config = config_mod.load(config_path)
+    environment.admit(environment.named_by(p.options for p in config.profiles.values()))
+    return config
+
+
 def serve(config_path: Path | None = None) -> int:
     """Run the daemon in the foreground until SIGTERM/SIGINT or ``tokend stop``."""
     setup_logging()
-    config = config_mod.load(config_path)
+    _no_core_dumps()
+    dropped = environment.restrict()
+    if dropped:
+        log.debug("environment reduced to the allow-list; dropped: %s", ", ".join(dropped))
+    config_path = _leave_cwd(config_path)
+    config = _load(config_path)
     rundir = paths.runtime_dir()
     prepare_dir(rundir)
     lock_fd = runtime.take_instance_lock(rundir)
@@ -124,7 +162,7 @@ async def _main(
     clock = ClockWatcher(on_jump)
     daemon = Daemon(
         broker,
-        reload_config=lambda: config_mod.load(config_path),
+        reload_config=lambda: _load(config_path),
         config_path=lambda: config_path or config_mod.default_path(),
         request_stop=stop.set,
         socket_path=sock_path,

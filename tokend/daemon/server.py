@@ -19,6 +19,7 @@ from tokend.core.config import Config
 from tokend.core.credential import Credential
 from tokend.core.durations import parse_duration
 from tokend.core.errors import EXIT_FAILED, EXIT_USAGE, TokendError, UnknownProfile
+from tokend.core.logs import escape
 from tokend.daemon.configwatch import ConfigWatch
 from tokend.daemon.repeat import RepeatTracker
 from tokend.daemon.runtime import peer_uid
@@ -27,6 +28,9 @@ log = logging.getLogger(__name__)
 
 Reply = tuple[int, bytes]
 
+#: What a request gets when serving it raised something unexpected (the traceback goes to the log).
+INTERNAL_ERROR: Reply = (EXIT_FAILED, b"tokend: internal error in the daemon; see its log\n")
+
 
 @dataclass(frozen=True)
 class Limits:
@@ -34,6 +38,10 @@ class Limits:
     #: A client must complete each request line within this long (half-open guard).
     request_timeout: float = 5.0
     max_connections: int = 2048
+    #: Unsent reply bytes past which a connection's requests are no longer read.
+    max_unsent: int = 64 * 1024
+    #: Complete request lines waiting per connection past which it is no longer read.
+    max_pipelined: int = 16
 
 
 def _error(err: TokendError, profile: str | None = None) -> Reply:
@@ -86,7 +94,7 @@ class Daemon:
             return _error(e)
         except Exception:  # a bug in one request must not stop the daemon
             log.exception("internal error serving %r", op)
-            return EXIT_FAILED, b"tokend: internal error in the daemon; see its log\n"
+            return INTERNAL_ERROR
 
     def _get(self, fields: dict[str, str]) -> Reply | Awaitable[Reply]:
         name = fields.get("profile")
@@ -168,8 +176,24 @@ def _rss() -> int | None:
         return None
 
 
+def _encode(status: int, body: bytes) -> bytes:
+    """The response; an error is the one line the client prints, so it is kept to one line.
+
+    Parts of an error line can come from the request (a profile name, a format):
+    control characters in them are shown as escapes, never passed to a terminal.
+    """
+    if status != 0:
+        body = (escape(body.decode("utf-8", "replace").rstrip("\n")) + "\n").encode()
+    return protocol.encode_response(status, body)
+
+
 class Connection(asyncio.Protocol):
-    """One client connection: peer check, bounded line reads, in-order replies."""
+    """One client connection: peer check, bounded line reads, in-order replies.
+
+    Backpressure: a client that sends requests faster than it reads the
+    replies is no longer read from (so neither its requests nor our replies
+    pile up in memory) until it catches up.
+    """
 
     def __init__(self, daemon: Daemon) -> None:
         self.daemon = daemon
@@ -181,6 +205,8 @@ class Connection(asyncio.Protocol):
         self.eof = False
         self.timer: asyncio.TimerHandle | None = None
         self.task: asyncio.Task[None] | None = None
+        self.reading = True
+        self.write_paused = False  # the transport holds max_unsent bytes the client has not read
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -202,6 +228,7 @@ class Connection(asyncio.Protocol):
             log.warning("refused a connection from uid %d (only uid %d may connect)", uid, os.getuid())
             transport.abort()
             return
+        transport.set_write_buffer_limits(high=self.daemon.limits.max_unsent)
         self._arm()
 
     def _arm(self) -> None:
@@ -216,7 +243,19 @@ class Connection(asyncio.Protocol):
         self.timer = None
         if self.transport is not None and not self.busy:
             self.closing = True
-            self.transport.close()
+            if self.transport.get_write_buffer_size():
+                # close() would wait for the client to read what is unsent: it never does.
+                self.transport.abort()
+            else:
+                self.transport.close()
+
+    def pause_writing(self) -> None:
+        self.write_paused = True
+        self._flow()
+
+    def resume_writing(self) -> None:
+        self.write_paused = False
+        self._process()
 
     def data_received(self, data: bytes) -> None:
         if self.closing:
@@ -229,16 +268,42 @@ class Connection(asyncio.Protocol):
         if not self.busy and not self.buf:
             return False
         self.eof = True
+        # An unfinished last request can never complete now: close once the rest is answered.
+        self.loop.call_soon(self._process)
         return True
 
+    def _flow(self) -> None:
+        """Read from the client only while it is not too far ahead of us."""
+        if self.transport is None or self.closing:
+            return
+        limits = self.daemon.limits
+        full = (
+            self.write_paused
+            or len(self.buf) > limits.max_request
+            or self.buf.count(b"\n") >= limits.max_pipelined
+        )
+        if full and self.reading:
+            self.reading = False
+            self.transport.pause_reading()
+        elif not full and not self.reading:
+            self.reading = True
+            self.transport.resume_reading()
+
     def _process(self) -> None:
+        if self.transport is None:  # scheduled, then the connection went
+            return
+        self._serve_buffered()
+        self._flow()
+
+    def _serve_buffered(self) -> None:
         limit = self.daemon.limits.max_request
-        while not self.busy and not self.closing:
+        while not self.busy and not self.closing and not self.write_paused:
             nl = self.buf.find(b"\n", 0, limit + 1)
             if nl < 0:
                 if len(self.buf) > limit:
                     self._reply_close(EXIT_USAGE, f"tokend: request over {limit} bytes\n".encode())
-                return
+                    return
+                break
             line = bytes(self.buf[:nl])
             del self.buf[: nl + 1]
             try:
@@ -254,13 +319,19 @@ class Connection(asyncio.Protocol):
                 self._disarm()
                 self.task = self.loop.create_task(self._finish(result))
                 return
-        if not self.busy and not self.closing and self.eof:
+        if not self.busy and not self.closing and not self.write_paused and self.eof:
             self.closing = True
             if self.transport is not None:
                 self.transport.close()
 
     async def _finish(self, pending: Awaitable[Reply]) -> None:
-        reply = await pending
+        try:
+            reply = await pending
+        except Exception:
+            # Whatever the broker, a source or rendering raised, the client gets an
+            # answer and the connection its next request: nothing may keep it busy.
+            log.exception("internal error serving a request")
+            reply = INTERNAL_ERROR
         self.busy = False
         self.task = None
         if self.transport is None or self.transport.is_closing():
@@ -270,14 +341,14 @@ class Connection(asyncio.Protocol):
 
     def _reply(self, reply: Reply) -> None:
         assert self.transport is not None
-        self.transport.write(protocol.encode_response(*reply))
+        self.transport.write(_encode(*reply))
         self._disarm()
         self._arm()
 
     def _reply_close(self, status: int, body: bytes) -> None:
         assert self.transport is not None
         self.closing = True
-        self.transport.write(protocol.encode_response(status, body))
+        self.transport.write(_encode(status, body))
         self.transport.close()
 
     def connection_lost(self, exc: Exception | None) -> None:

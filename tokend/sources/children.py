@@ -7,7 +7,10 @@ import os
 import signal
 import subprocess
 import threading
+from collections.abc import Callable
 from typing import Any
+
+from tokend.core import linux
 
 
 class Children:
@@ -20,7 +23,13 @@ class Children:
 
     def start(self, argv: list[str], **kwargs: Any) -> subprocess.Popen[bytes]:
         # Own session: the whole group goes on timeout; stdin is never the daemon's.
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, start_new_session=True, **kwargs)
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
+            preexec_fn=_die_with(os.getpid()),
+            **kwargs,
+        )
         with self._lock:
             self._running.add(proc)
             if self._closed:
@@ -36,6 +45,25 @@ class Children:
             self._closed = True
             for proc in self._running:
                 kill_group(proc)
+
+
+def _die_with(parent: int) -> Callable[[], None]:
+    """A ``preexec_fn``: the child gets SIGKILL when the daemon dies, even by ``kill -9``.
+
+    PR_SET_PDEATHSIG fires when the *thread* that forked the child ends, not
+    the process. Sources start children from the broker's fetch threads
+    (ThreadPoolExecutor workers), which in Python 3.11 never exit before the
+    executor shuts down at daemon shutdown, when Children.close kills every
+    child anyway. A child started from a short-lived thread would die with it.
+    """
+
+    def preexec() -> None:
+        # Between fork and exec: only a prepared libc call and two syscalls.
+        linux.prctl(linux.PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != parent:  # the daemon died before the line above
+            os._exit(1)
+
+    return preexec
 
 
 def kill_group(proc: subprocess.Popen[bytes]) -> None:
