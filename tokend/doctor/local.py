@@ -79,6 +79,9 @@ def daemon_checks(cfg: config.Config | None) -> list[Check]:
         doc = control.status()
     except DaemonUnreachable:
         return [info("daemon", f"not running: {AUTOSTART} (or: tokend service install)")]
+    except rundir.RuntimeDirError:
+        # Clients refuse to talk through an unsafe runtime dir: its own check says why.
+        return [info("daemon", "not asked: the runtime dir is not safe (see above)")]
     except (TokendError, ValueError) as e:
         return [
             failed("daemon", f"does not answer status: {e}", "tokend stop; the next request starts a new one")
