@@ -670,8 +670,8 @@ def test_check_directly(h: Harness) -> None:
     h.broker.check("p", Credential.secret("never-expiring-secret"), 10 * HOUR)
 
 
-def test_credential_born_below_min_ttl_is_not_refetched_in_a_loop(harness: Callable[..., Harness]) -> None:
-    h = harness('[profiles.p]\nsource = "demo"\nlifetime = "4m"\n')  # shorter than min_ttl 5m
+def test_credential_born_below_min_ttl_is_not_refetched_in_a_loop(h: Harness) -> None:
+    h.sources.preset("p", life=240.0)  # below min_ttl 5m (a fixed lifetime that short: a config error)
     with pytest.raises(SourceError, match="this request needs"):
         h.broker.get("p")
     assert h.scheduler.live == []  # no timer re-running the source every second

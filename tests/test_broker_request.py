@@ -138,8 +138,8 @@ def test_an_expiry_within_ten_years_is_accepted(h: Harness) -> None:
     assert h.broker.get("p").expires_at is not None
 
 
-def test_a_credential_born_below_min_ttl_is_held_and_explained(harness: Callable[..., Harness]) -> None:
-    h = harness('[profiles.p]\nsource = "demo"\nlifetime = "1m"\n')  # the default min_ttl is 5m
+def test_a_credential_born_below_min_ttl_is_held_and_explained(h: Harness) -> None:
+    h.sources.preset("p", life=60.0)  # the default min_ttl is 5m
     for _ in range(20):
         with pytest.raises(SourceError, match="min_ttl"):
             h.broker.get("p")

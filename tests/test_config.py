@@ -522,3 +522,21 @@ def test_relative_command_paths_are_next_to_the_config(tmp_path: Path) -> None:
 def test_relative_command_path_without_a_config_file_is_refused() -> None:
     with pytest.raises(ConfigError, match=r"profiles.p.command: './x.sh' is relative; give an absolute path"):
         parse('[profiles.p]\nsource = "command"\ncommand = ["./x.sh"]\n', None)
+
+
+@pytest.mark.parametrize(
+    ("body", "key"),
+    [
+        ('source = "command"\ncommand = ["x"]\nttl = "1m"', "ttl"),
+        ('source = "command"\ncommand = ["x"]\nttl = "5m"', "ttl"),
+        ('source = "demo"\nlifetime = "2m"\nmin_ttl = "3m"', "lifetime"),
+    ],
+)
+def test_a_fixed_life_not_longer_than_min_ttl_is_refused(body: str, key: str) -> None:
+    with pytest.raises(ConfigError, match=rf"profiles\.p\.{key}: .* not longer than profiles\.p\.min_ttl"):
+        config.parse(f"[profiles.p]\n{body}\n", None)
+
+
+def test_a_fixed_life_longer_than_min_ttl_is_accepted() -> None:
+    cfg = config.parse('[profiles.p]\nsource = "command"\ncommand = ["x"]\nttl = "6m"\n', None)
+    assert cfg.profile("p").options["ttl"] == 360.0

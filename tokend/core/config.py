@@ -18,7 +18,7 @@ from typing import Any
 from tokend.client import hosts as host_routes
 from tokend.client import paths, trust
 from tokend.core import policy
-from tokend.core.durations import parse_duration
+from tokend.core.durations import format_duration, parse_duration
 from tokend.core.errors import ConfigError, UnknownProfile
 from tokend.sources import registry
 from tokend.sources.base import BaseSource, Dependency, Option
@@ -204,6 +204,14 @@ def _profile(
     if not any(o.profile_of for o in cls.options.values()):
         # Sources with via options are validated once the profiles they name are linked in.
         _validate(cls, name, options, where)
+    for key, opt in cls.options.items():
+        life = options.get(key)
+        if opt.lifetime and isinstance(life, float) and life <= common["min_ttl"]:
+            raise ConfigError(
+                f"{where}: {keypath}.{key}: {format_duration(life)} is not longer than "
+                f"{keypath}.min_ttl ({format_duration(common['min_ttl'])}): such credentials are never "
+                "served; raise the one or lower the other"
+            )
     return Profile(name=name, source=source_name, options=MappingProxyType(options), **common)
 
 

@@ -40,6 +40,10 @@ class Option:
     ``config_relative`` marks a program path (a str, or a strlist's first item):
     a relative path with a slash in it (``./x.sh``, ``bin/x``) is resolved against
     the config file's directory at load; a bare name (``gcloud``) keeps the PATH lookup.
+
+    ``lifetime`` marks a duration that fixes the life of the credentials the
+    source issues: the loader refuses one not longer than the profile's
+    ``min_ttl`` (such a credential could never be served).
     """
 
     type: str
@@ -49,6 +53,7 @@ class Option:
     help: str = ""
     profile_of: tuple[str, ...] = ()
     config_relative: bool = False
+    lifetime: bool = False
 
 
 @dataclass(frozen=True)

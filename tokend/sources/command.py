@@ -31,7 +31,9 @@ class CommandSource(BaseSource):
             config_relative=True,
             help="argv of the command, no shell (./x or bin/x: next to the config file; a bare name: PATH)",
         ),
-        "ttl": Option("duration", default=3000.0, help="life of output that carries no expiry"),
+        "ttl": Option(
+            "duration", default=3000.0, help="life of output that carries no expiry", lifetime=True
+        ),
         "env": Option("table", help="extra environment variables for the command"),
         "cwd": Option("str", help="working directory"),
     }

@@ -17,7 +17,7 @@ from tokend.sources.base import BaseSource, FetchRequest, Option
 class DemoSource(BaseSource):
     name = "demo"
     options: ClassVar[dict[str, Option]] = {
-        "lifetime": Option("duration", default=3600.0, help="how long each demo token lives"),
+        "lifetime": Option("duration", default=3600.0, help="how long each demo token lives", lifetime=True),
         "latency": Option("duration", default=0.3, help="simulated upstream latency"),
     }
 

@@ -52,7 +52,9 @@ class GoogleSource(BaseSource):
             "str", help="service account email to impersonate with the ADC credential"
         ),
         "delegates": Option("strlist", help="delegation chain for impersonation (service account emails)"),
-        "lifetime": Option("duration", help='life of impersonated access tokens, up to "12h" (default 1h)'),
+        "lifetime": Option(
+            "duration", help='life of impersonated access tokens, up to "12h" (default 1h)', lifetime=True
+        ),
         "token": Option("str", default="access", choices=("access", "id"), help="access token or ID token"),
         "audience": Option("str", help='audience of ID tokens (token = "id"), e.g. a Cloud Run URL'),
         "oauth_client_file": Option(
