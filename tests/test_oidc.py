@@ -26,6 +26,7 @@ from tests.sources.google_helpers import World
 from tokend.ci import oidc
 from tokend.core.errors import REDACTOR, ConfigError, SourceError
 from tokend.sources.base import FetchRequest
+from tokend.sources.google import federation
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -96,22 +97,22 @@ def test_check(settings: dict[str, str], message: str) -> None:
 
 
 def test_google_provider_names() -> None:
-    assert oidc.google_provider(PROVIDER, "p") == PROVIDER
-    assert oidc.google_provider("//iam.googleapis.com/" + PROVIDER, "p") == PROVIDER
-    assert oidc.google_audience(PROVIDER) == "https://iam.googleapis.com/" + PROVIDER
+    assert federation.google_provider(PROVIDER, "p") == PROVIDER
+    assert federation.google_provider("//iam.googleapis.com/" + PROVIDER, "p") == PROVIDER
+    assert federation.google_audience(PROVIDER) == "https://iam.googleapis.com/" + PROVIDER
     with pytest.raises(ConfigError, match="workload_identity_provider: expected projects/NUMBER"):
-        oidc.google_provider("projects/1/pools/x", "p")
+        federation.google_provider("projects/1/pools/x", "p")
 
 
 def test_google_credentials_file_is_private_and_gone_afterwards(short_tmp: str) -> None:
-    with oidc.google_credentials_file(PROVIDER, "eyJ.subject.token", rundir=short_tmp) as path:
+    with federation.google_credentials_file(PROVIDER, "eyJ.subject.token", rundir=short_tmp) as path:
         info = json.loads(Path(path).read_text())
         token_path = info["credential_source"]["file"]
         assert Path(token_path).read_text() == "eyJ.subject.token"
         for p in (path, token_path, os.path.dirname(path)):
             assert stat.S_IMODE(os.stat(p).st_mode) in (0o600, 0o700)
         assert info["audience"] == "//iam.googleapis.com/" + PROVIDER
-        assert info["subject_token_type"] == oidc.JWT_TYPE
+        assert info["subject_token_type"] == federation.JWT_TYPE
     assert not os.path.exists(path) and not os.path.exists(token_path)
 
 

@@ -22,6 +22,7 @@ from tokend.core.credential import Credential
 from tokend.core.durations import format_duration
 from tokend.core.errors import ConfigError
 from tokend.sources.base import BaseSource, FetchRequest, LoginContext, Option, owner
+from tokend.sources.google import federation
 from tokend.sources.google.adc import AdcFile, IdentityStamp, adc_file
 
 if TYPE_CHECKING:
@@ -115,7 +116,7 @@ class GoogleSource(BaseSource):
         if bool(o.get("oidc")) != bool(o.get("workload_identity_provider")):
             raise ConfigError(f"{where}: oidc and workload_identity_provider go together")
         if o.get("workload_identity_provider"):
-            oidc.google_provider(o["workload_identity_provider"], profile)
+            federation.google_provider(o["workload_identity_provider"], profile)
 
     def _plan(self) -> Plan:
         from tokend.sources.google.tokens import Plan
@@ -163,14 +164,14 @@ class GoogleSource(BaseSource):
 
         from tokend.sources.google import tokens
 
-        provider = oidc.google_provider(self.settings["workload_identity_provider"], self.profile)
-        audience = self.settings.get("oidc_audience") or oidc.google_audience(provider)
+        provider = federation.google_provider(self.settings["workload_identity_provider"], self.profile)
+        audience = self.settings.get("oidc_audience") or federation.google_audience(provider)
         deadline = time.monotonic() + request.timeout
         spec = self.settings["oidc"]
         half = request.timeout / 2
         env = self._environ
         subject = oidc.subject_token(spec, audience, timeout=half, profile=self.profile, environ=env)
-        with oidc.google_credentials_file(provider, subject) as path:
+        with federation.google_credentials_file(provider, subject) as path:
             plan = dataclasses.replace(self._plan(), adc=AdcFile(path, "oidc"))
             left = max(deadline - time.monotonic(), 0.5)
             return tokens.fetch(
