@@ -5,7 +5,7 @@ github`` asks GitHub's ID-token endpoint for a JWT (audience sts.amazonaws.com),
 trades it at STS AssumeRoleWithWebIdentity (unsigned) and hands the
 credentials to the next steps through ``$GITHUB_ENV``, masked in the log.
 Google's workload identity federation and Azure's client assertion with the
-same token are in tests/test_oidc.py (their fakes need in-process routing).
+same token are in tests/ci/test_oidc.py (their fakes need in-process routing).
 """
 
 from __future__ import annotations

@@ -22,7 +22,7 @@ from tokend.core.config import Profile
 from tokend.core.credential import Credential
 from tokend.core.localcache import LocalCache
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 HOUR = 3600.0
 PROFILES = """\
 [profiles.secretproject]

@@ -1,7 +1,7 @@
 # ruff: noqa: F811 (pytest fixtures imported from tests.fakes.azure_env are parameters here)
 """The broker's identity hook with the azure source: ``az logout`` / ``az account set`` /
 another ``az login`` make ``credential = "cli"`` profiles refetch instead of serving the
-previous identity's token (the generic hook is tested in tests/test_broker_identity.py)."""
+previous identity's token (the generic hook is tested in tests/core/test_broker_identity.py)."""
 
 from __future__ import annotations
 

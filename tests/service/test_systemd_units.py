@@ -18,7 +18,7 @@ import pytest
 
 from tokend.service.systemd_user import render_service
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 UNITS = ROOT / "systemd"
 TOKEND = str(Path(sys.executable).parent / "tokend")
 ANALYZE = shutil.which("systemd-analyze")

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.test_broker import HOUR, Harness, h, harness, token  # noqa: F401  (h, harness: fixtures)
+from tests.core.test_broker import HOUR, Harness, h, harness, token  # noqa: F401  (h, harness: fixtures)
 from tokend.core.answers import MAX_EXPIRY, BadAnswer
 from tokend.core.credential import Credential
 from tokend.core.durations import MAX_DURATION, parse_duration

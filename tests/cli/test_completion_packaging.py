@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 VERSION = "0.1.0"
 DATA = {
     "share/man/man1/tokend.1": ROOT / "packaging" / "man" / "tokend.1",
