@@ -15,10 +15,8 @@ import asyncio
 import contextlib
 import os
 import shutil
-import signal
-import subprocess
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 from tokend.ci import endpoints_env as envs
@@ -59,11 +57,11 @@ def run(
             with serving([s.server for s in served]):
                 _point(broker, served, env, private)
                 if not mask:
-                    return run_forwarding(argv, env)
+                    return masking.run_child(argv, env)
                 values = [*inject.secrets(found), *(s.token for s in served if s.token)]
                 for cred in creds.values():
                     values.extend(cred.secret_values())
-                return masking.run_masked(argv, env, values)
+                return masking.run_child(argv, env, values)
 
 
 def _fetch(broker: Broker, names: Sequence[str], timeout: float | None) -> dict[str, Credential]:
@@ -131,30 +129,3 @@ def _private_dir(rundir: str) -> Iterator[str]:
         yield path
     finally:
         shutil.rmtree(path, ignore_errors=True)
-
-
-def run_forwarding(argv: Sequence[str], env: Mapping[str, str]) -> int:
-    """Run ``argv`` as a child with our stdio, forwarding signals; its exit status."""
-    skip = masking.TERMINAL_SIGNALS if masking._terminal_delivers() else ()
-    started: list[subprocess.Popen[bytes]] = []
-    early: list[int] = []
-
-    def forward(signum: int, frame: object) -> None:
-        if signum in skip:
-            return
-        if not started:
-            early.append(signum)
-            return
-        with contextlib.suppress(ProcessLookupError):
-            started[0].send_signal(signum)
-
-    previous = {sig: signal.signal(sig, forward) for sig in masking.FORWARDED}
-    try:
-        proc = subprocess.Popen(list(argv), env=dict(env))
-        started.append(proc)
-        for signum in early:
-            forward(signum, None)
-        return proc.wait()
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)

@@ -113,6 +113,14 @@ def _terminal_delivers() -> bool:
 
 def run_masked(argv: Sequence[str], env: Mapping[str, str], secrets: Iterable[str]) -> int:
     """Run ``argv`` with its stdout/stderr masked; its exit status (``-N``: killed by signal N)."""
+    return run_child(argv, env, secrets)
+
+
+def run_child(argv: Sequence[str], env: Mapping[str, str], secrets: Iterable[str] | None = None) -> int:
+    """Run ``argv`` as a child, forwarding our signals to it; its exit status (``-N``: killed by signal N).
+
+    With ``secrets`` its stdout/stderr pass through the masker; else it shares ours.
+    """
     skip = TERMINAL_SIGNALS if _terminal_delivers() else ()
     started: list[subprocess.Popen[bytes]] = []
     early: list[int] = []  # signals that came before the child existed
@@ -128,11 +136,13 @@ def run_masked(argv: Sequence[str], env: Mapping[str, str], secrets: Iterable[st
 
     previous = {sig: signal.signal(sig, forward) for sig in FORWARDED}
     try:
-        proc = subprocess.Popen(list(argv), env=dict(env), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        pipe = subprocess.PIPE if secrets is not None else None
+        proc = subprocess.Popen(list(argv), env=dict(env), stdout=pipe, stderr=pipe)
         started.append(proc)
         for signum in early:
             forward(signum, None)
-        _pump(proc, secrets)
+        if secrets is not None:
+            _pump(proc, secrets)
         return proc.wait()
     finally:
         for sig, handler in previous.items():

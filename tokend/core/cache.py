@@ -363,13 +363,17 @@ class CredentialCache:
     def _fetch_checked(self, entry: Entry, request: FetchRequest) -> Credential:
         return accepted(entry.source.fetch(request), self._clock(), entry.profile)
 
+    def _settled(self, entry: Entry, fut: Future[Credential]) -> bool:
+        """Count a finished fetch (lock held); whether ``entry`` is still the profile's."""
+        entry.fetches += 1
+        if entry.inflight is fut:
+            entry.inflight = None
+        return self._entries.get(entry.profile.name) is entry
+
     def _succeeded(self, entry: Entry, fut: Future[Credential], cred: Credential) -> None:
         now = self._clock()
         with self._lock:
-            entry.fetches += 1
-            if entry.inflight is fut:
-                entry.inflight = None
-            if self._entries.get(entry.profile.name) is entry:
+            if self._settled(entry, fut):
                 old = entry.cred
                 if old is not None and old is not cred and old.fields != cred.fields:
                     entry.rotations += 1
@@ -382,10 +386,7 @@ class CredentialCache:
     def _failed(self, entry: Entry, fut: Future[Credential], err: TokendError) -> None:
         now = self._clock()
         with self._lock:
-            entry.fetches += 1
-            if entry.inflight is fut:
-                entry.inflight = None
-            if self._entries.get(entry.profile.name) is entry:
+            if self._settled(entry, fut):
                 entry.failures += 1
                 entry.last_error = err.message
                 usable = entry.servable(now, entry.profile.min_ttl) is not None

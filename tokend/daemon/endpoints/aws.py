@@ -16,7 +16,7 @@ import time
 from tokend.core.broker import Broker
 from tokend.core.credential import utc
 from tokend.core.errors import TokendError
-from tokend.daemon.endpoints.common import credential, error_status, token_matches
+from tokend.daemon.endpoints.common import credential, error_status, refusal
 from tokend.daemon.endpoints.http import Request, Response
 
 PATH = "/aws/credentials"
@@ -37,15 +37,12 @@ class AwsEndpoint:
         self._token = token
 
     async def __call__(self, request: Request) -> Response:
-        if request.path != PATH:
-            return refuse(404, f"no such path: {request.path}")
-        if request.method != "GET":
-            return refuse(405, "only GET")
-        given = request.headers.get("authorization")
-        if given is None:
-            return refuse(401, "missing Authorization (AWS_CONTAINER_AUTHORIZATION_TOKEN)")
-        if not token_matches(given, self._token):
-            return refuse(403, "wrong Authorization token")
+        what = "Authorization token (AWS_CONTAINER_AUTHORIZATION_TOKEN)"
+        refused = refusal(
+            request, path=PATH, header="authorization", token=self._token, what=what, refuse=refuse
+        )
+        if refused is not None:
+            return refused
         try:
             cred = await credential(self._broker, self._profile)
         except TokendError as e:

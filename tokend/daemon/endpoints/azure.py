@@ -15,7 +15,7 @@ from collections.abc import Mapping
 
 from tokend.core.broker import Broker
 from tokend.core.errors import TokendError
-from tokend.daemon.endpoints.common import Variants, credential, error_status, token_matches
+from tokend.daemon.endpoints.common import Variants, credential, error_status, refusal
 from tokend.daemon.endpoints.http import Request, Response
 from tokend.sources.azure import DEFAULT_SCOPE
 
@@ -50,15 +50,12 @@ class AzureEndpoint:
         self._variants = Variants(broker, profile)
 
     async def __call__(self, request: Request) -> Response:
-        if request.path != PATH:
-            return refuse(404, f"no such path: {request.path}")
-        if request.method != "GET":
-            return refuse(405, "only GET")
-        given = request.headers.get("x-identity-header")
-        if given is None:
-            return refuse(401, "missing X-IDENTITY-HEADER (IDENTITY_HEADER)")
-        if not token_matches(given, self._header):
-            return refuse(403, "wrong X-IDENTITY-HEADER")
+        what = "X-IDENTITY-HEADER (IDENTITY_HEADER)"
+        refused = refusal(
+            request, path=PATH, header="x-identity-header", token=self._header, what=what, refuse=refuse
+        )
+        if refused is not None:
+            return refused
         if request.query.get("api-version") != API_VERSION:
             return refuse(400, f"api-version must be {API_VERSION}")
         resource = (request.query.get("resource") or "").strip()

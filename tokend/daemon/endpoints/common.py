@@ -6,13 +6,14 @@ import dataclasses
 import hashlib
 import hmac
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import MappingProxyType
 from typing import Any
 
 from tokend.core.broker import Broker
 from tokend.core.credential import Credential
 from tokend.core.errors import SourceError, TokendError
+from tokend.daemon.endpoints.http import Request, Response
 
 #: At most this many derived profiles (other scopes / resources) per endpoint:
 #: a client cannot make tokend fetch for arbitrarily many.
@@ -28,6 +29,22 @@ async def credential(broker: Broker, name: str) -> Credential:
 def token_matches(given: str | None, expected: str) -> bool:
     """Constant-time comparison of a request's token with the endpoint's."""
     return given is not None and hmac.compare_digest(given.encode(), expected.encode())
+
+
+def refusal(
+    request: Request, *, path: str, header: str, token: str, what: str, refuse: Callable[[int, str], Response]
+) -> Response | None:
+    """The answer to a request for another path or method or without the endpoint's token; None: serve it."""
+    if request.path != path:
+        return refuse(404, f"no such path: {request.path}")
+    if request.method != "GET":
+        return refuse(405, "only GET")
+    given = request.headers.get(header)
+    if given is None:
+        return refuse(401, f"missing {what}")
+    if not token_matches(given, token):
+        return refuse(403, f"wrong {what}")
+    return None
 
 
 def error_status(err: TokendError) -> int:
