@@ -17,6 +17,7 @@ import subprocess
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from tokend.core.config import Config
 from tokend.doctor import Check, failed, info, ok
@@ -84,6 +85,17 @@ def _check(consumer: str, use: Use, mine: dict[str, str], cfg: Config | None, se
     return ok(consumer, f"{use.where} runs {use.helper}" + (f" {use.profile}" if use.profile else ""))
 
 
+def _read_json(path: str) -> Any:
+    """The JSON document at ``path``; None when the file is missing or empty."""
+    text = _read(path)
+    if text is None or not text.strip():
+        return None
+    try:
+        return json.loads(text)
+    except ValueError as e:
+        raise Unreadable(f"{path}: invalid JSON ({e})") from None
+
+
 def _read(path: str) -> str | None:
     try:
         with open(path, encoding="utf-8") as f:
@@ -116,13 +128,7 @@ def _codex() -> list[Use]:
 
 def _claude() -> list[Use]:
     path = claude.settings_path()
-    text = _read(path)
-    if text is None or not text.strip():
-        return []
-    try:
-        doc = json.loads(text)
-    except ValueError as e:
-        raise Unreadable(f"{path}: invalid JSON ({e})") from None
+    doc = _read_json(path)
     command = doc.get(claude.KEY) if isinstance(doc, dict) else None
     return _from_command(f"{path} {claude.KEY}", command) if isinstance(command, str) else []
 
@@ -221,13 +227,7 @@ def _git() -> list[Use]:
 def _docker() -> list[Use]:
     base = os.environ.get("DOCKER_CONFIG") or os.path.join(os.path.expanduser("~"), ".docker")
     path = os.path.join(base, "config.json")
-    text = _read(path)
-    if text is None or not text.strip():
-        return []
-    try:
-        doc = json.loads(text)
-    except ValueError as e:
-        raise Unreadable(f"{path}: invalid JSON ({e})") from None
+    doc = _read_json(path)
     if not isinstance(doc, dict):
         return []
     uses = []

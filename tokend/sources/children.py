@@ -11,6 +11,7 @@ from collections.abc import Callable
 from typing import Any
 
 from tokend.core import linux
+from tokend.core.errors import SourceTimeout
 
 
 class Children:
@@ -35,6 +36,27 @@ class Children:
             if self._closed:
                 kill_group(proc)
         return proc
+
+    def run(
+        self, argv: list[str], *, timeout: float, what: str, profile: str, **kwargs: Any
+    ) -> tuple[int, bytes, bytes]:
+        """``argv`` run to its end within ``timeout``: (exit status, stdout, stderr).
+
+        On timeout the whole group is killed and ``SourceTimeout`` names ``what``;
+        an ``OSError`` from starting it is the caller's to word.
+        """
+        proc = self.start(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, **kwargs)
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            kill_group(proc)
+            proc.wait()
+            raise SourceTimeout(
+                f"{what} did not finish within {timeout:g}s; killed", profile=profile
+            ) from None
+        finally:
+            self.done(proc)
+        return proc.returncode, out, err
 
     def done(self, proc: subprocess.Popen[bytes]) -> None:
         with self._lock:

@@ -10,14 +10,13 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import subprocess
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 from tokend.core.credential import Credential
-from tokend.core.errors import SourceError, SourceTimeout, SourceUnavailable
+from tokend.core.errors import SourceError, SourceUnavailable
 from tokend.sources.base import BaseSource, FetchRequest, Option
-from tokend.sources.children import Children, kill_group
+from tokend.sources.children import Children
 
 MAX_OUTPUT = 1 << 20
 
@@ -51,25 +50,15 @@ class CommandSource(BaseSource):
         env = dict(os.environ, **(self.settings["env"] or {}))
         cwd = os.path.expanduser(self.settings["cwd"]) if self.settings["cwd"] else None
         try:
-            proc = self._children.start(
-                argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, cwd=cwd
+            status, out, err = self._children.run(
+                argv, timeout=request.timeout, what=argv[0], profile=self.profile, env=env, cwd=cwd
             )
         except FileNotFoundError:
             raise SourceUnavailable(f"command not found: {argv[0]}", profile=self.profile) from None
         except OSError as e:
             raise SourceError(f"cannot run {argv[0]}: {e.strerror}", profile=self.profile) from None
-        try:
-            out, err = proc.communicate(timeout=request.timeout)
-        except subprocess.TimeoutExpired:
-            kill_group(proc)
-            proc.wait()
-            raise SourceTimeout(
-                f"{argv[0]} did not finish within {request.timeout:g}s; killed", profile=self.profile
-            ) from None
-        finally:
-            self._children.done(proc)
-        if proc.returncode != 0:
-            detail = _last_line(err) or f"exit status {proc.returncode}"
+        if status != 0:
+            detail = _last_line(err) or f"exit status {status}"
             raise SourceError(f"{argv[0]} failed: {detail}", profile=self.profile)
         return self._parse(out[:MAX_OUTPUT])
 

@@ -11,15 +11,14 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import subprocess
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 from tokend.core.credential import Credential
-from tokend.core.errors import REDACTOR, LoginRequired, SourceError, SourceTimeout, SourceUnavailable
+from tokend.core.errors import REDACTOR, LoginRequired, SourceError, SourceUnavailable
 from tokend.sources import secretvalue
 from tokend.sources.base import BaseSource, FetchRequest, Option
-from tokend.sources.children import Children, kill_group
+from tokend.sources.children import Children
 
 MAX_OUTPUT = 1 << 20
 TOKEN_VAR = "OP_SERVICE_ACCOUNT_TOKEN"
@@ -114,21 +113,13 @@ class OnePasswordSource(BaseSource):
     def _run(self, argv: list[str], env: dict[str, str], timeout: float) -> bytes:
         try:
             # stdin is /dev/null: op must never prompt
-            proc = self._children.start(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+            status, out, err = self._children.run(
+                argv, timeout=timeout, what="op read", profile=self.profile, env=env
+            )
         except OSError as e:
             raise SourceError(f"cannot run {argv[0]}: {e.strerror}", profile=self.profile) from None
-        try:
-            out, err = proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            kill_group(proc)
-            proc.wait()
-            raise SourceTimeout(
-                f"op read did not finish within {timeout:g}s; killed", profile=self.profile
-            ) from None
-        finally:
-            self._children.done(proc)
-        if proc.returncode != 0:
-            raise self._failure(proc.returncode, err)
+        if status != 0:
+            raise self._failure(status, err)
         if len(out) > MAX_OUTPUT:
             raise SourceError(
                 f"{self.what}: larger than {MAX_OUTPUT} bytes", profile=self.profile, retryable=False
