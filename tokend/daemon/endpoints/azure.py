@@ -14,8 +14,7 @@ import json
 from collections.abc import Mapping
 
 from tokend.core.broker import Broker
-from tokend.core.errors import TokendError
-from tokend.daemon.endpoints.common import Variants, credential, error_status, refusal
+from tokend.daemon.endpoints.common import Variants, refusal
 from tokend.daemon.endpoints.http import Request, Response
 from tokend.sources.azure import DEFAULT_SCOPE
 
@@ -68,16 +67,11 @@ class AzureEndpoint:
                     400, f"{param} {asked!r} is not the identity of tokend profile {self._profile!r}"
                 )
         resource = resource.removesuffix("/.default")
-        name = self._profile
-        if resource.rstrip("/") != self._own:
-            variant = self._variants.name({"scopes": (resource + "/.default",), "resource": None})
-            if variant is None:
-                return refuse(400, "tokend: too many distinct resources asked of this endpoint")
-            name = variant
-        try:
-            cred = await credential(self._broker, name)
-        except TokendError as e:
-            return refuse(error_status(e), e.line().replace(name, self._profile))
+        other = resource.rstrip("/") != self._own
+        overrides = {"scopes": (resource + "/.default",), "resource": None} if other else None
+        cred = await self._variants.credential(overrides, what="resources", refuse=refuse)
+        if isinstance(cred, Response):
+            return cred
         body = {
             "access_token": cred.fields["token"],
             "expires_on": str(int(cred.expires_at or 0)),

@@ -83,3 +83,18 @@ class Variants:
         self._broker.reconfigure(dataclasses.replace(config, profiles=profiles))
         self._names[key] = derived.name
         return derived.name
+
+    async def credential(
+        self, overrides: Mapping[str, Any] | None, *, what: str, refuse: Callable[[int, str], Response]
+    ) -> Credential | Response:
+        """The base profile's credential, or its variant's with ``overrides``; else the refusal to send."""
+        name = self._base
+        if overrides is not None:
+            variant = self.name(overrides)
+            if variant is None:
+                return refuse(400, f"tokend: too many distinct {what} asked of this endpoint")
+            name = variant
+        try:
+            return await credential(self._broker, name)
+        except TokendError as e:
+            return refuse(error_status(e), e.line().replace(name, self._base))

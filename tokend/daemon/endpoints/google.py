@@ -16,8 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from tokend.core.broker import Broker
-from tokend.core.errors import TokendError
-from tokend.daemon.endpoints.common import Variants, credential, error_status
+from tokend.daemon.endpoints.common import Variants
 from tokend.daemon.endpoints.http import Request, Response, plain
 
 PREFIX = "/computeMetadata/v1/"
@@ -121,17 +120,12 @@ class GoogleEndpoint:
         return refuse(404, f"no such path: {path}")
 
     async def _token(self, scopes: str | None) -> Response:
-        name = self._profile
         wanted = tuple(s for s in (scopes or "").replace(" ", ",").split(",") if s)
-        if wanted and not self._id.person and set(wanted) != set(self._id.scopes):
-            variant = self._variants.name({"scopes": wanted})
-            if variant is None:
-                return refuse(400, "tokend: too many distinct scope sets asked of this endpoint")
-            name = variant
-        try:
-            cred = await credential(self._broker, name)
-        except TokendError as e:
-            return refuse(error_status(e), e.line().replace(name, self._profile))
+        other = wanted and not self._id.person and set(wanted) != set(self._id.scopes)
+        overrides = {"scopes": wanted} if other else None
+        cred = await self._variants.credential(overrides, what="scope sets", refuse=refuse)
+        if isinstance(cred, Response):
+            return cred
         left = int((cred.expires_at or time.time() + 3600) - time.time())
         body = {"access_token": cred.fields["token"], "expires_in": max(left, 0), "token_type": "Bearer"}
         return self._json(body)
