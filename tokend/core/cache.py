@@ -137,11 +137,11 @@ class CredentialCache:
                 )
             if entry.cred is None and self._store is not None:
                 entry.keep(sane(self._store.load(entry.store_key()), now, profile))
-            cred = entry.servable(now, ttl)
-            if cred is not None:
+            cred = entry.cred
+            state = None if cred is None else policy.state(cred, now, ttl)
+            if cred is not None and state is not policy.State.EXPIRED:
                 entry.hits += 1
-                stale = policy.state(cred, now, ttl) is policy.State.STALE
-                if stale and entry.inflight is None and not entry.backing_off(now):
+                if state is policy.State.STALE and entry.inflight is None and not entry.backing_off(now):
                     self._start_fetch(entry, now, forced=False)
                 return cred
             if entry.inflight is None and entry.hold_error is not None and now < entry.hold_until:

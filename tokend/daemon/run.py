@@ -163,7 +163,7 @@ async def _main(
     daemon = Daemon(
         broker,
         reload_config=lambda: _load(config_path),
-        config_path=lambda: config_path or config_mod.default_path(),
+        config_path=config_path or config_mod.default_path(),  # the environment is fixed by now
         request_stop=stop.set,
         socket_path=sock_path,
         limits=Limits(),

@@ -62,7 +62,7 @@ class Daemon:
         request_stop: Callable[[], None],
         socket_path: str,
         limits: Limits = Limits(),
-        config_path: Callable[[], Path] | None = None,
+        config_path: Path | None = None,
     ) -> None:
         self.broker = broker
         self.limits = limits
