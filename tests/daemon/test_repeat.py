@@ -1,12 +1,13 @@
-"""``--refresh-on-repeat``: the helper sends its parent's pid; a repeat within the window is a refresh."""
+"""``--refresh-on-repeat``: the same caller (found in /proc) again within the window is a refresh."""
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 from tests.conftest import FakeClock
 from tokend.client import fastpath
-from tokend.daemon.repeat import REPEAT_WINDOW, RepeatTracker
+from tokend.daemon.repeat import REPEAT_WINDOW, RepeatTracker, caller_of
 
 
 def test_window_is_just_under_codexs_refresh_interval() -> None:
@@ -57,3 +58,44 @@ def test_a_caller_that_is_not_a_pid_is_ignored(clock: FakeClock) -> None:
         assert tracker.repeated("vertex", caller) is False
         assert tracker.repeated("vertex", caller) is False
     assert len(tracker) == 0
+
+
+def _proc(root: Path, pid: int, comm: str, ppid: int, start: int) -> None:
+    (root / str(pid)).mkdir()
+    rest = ["S", str(ppid)] + ["0"] * 17 + [str(start), "0", "0"]
+    (root / str(pid) / "stat").write_text(f"{pid} ({comm}) {' '.join(rest)}\n")
+
+
+def test_the_caller_is_the_nearest_ancestor_that_is_not_a_shell(tmp_path: Path) -> None:
+    _proc(tmp_path, 10, "claude", 1, 500)
+    _proc(tmp_path, 20, "sh", 10, 600)
+    _proc(tmp_path, 21, "bash", 20, 601)
+    _proc(tmp_path, 30, "tokend-print", 21, 700)
+    assert caller_of(30, proc=str(tmp_path)) == "10:500"
+    _proc(tmp_path, 31, "tokend-print", 10, 702)  # run directly, as Codex does
+    assert caller_of(31, proc=str(tmp_path)) == "10:500"
+
+
+def test_a_reused_pid_is_a_new_caller(tmp_path: Path) -> None:
+    _proc(tmp_path, 10, "claude", 1, 500)
+    _proc(tmp_path, 30, "tokend-print", 10, 700)
+    before = caller_of(30, proc=str(tmp_path))
+    (tmp_path / "10" / "stat").unlink()
+    (tmp_path / "10").rmdir()
+    _proc(tmp_path, 10, "claude", 1, 9000)  # another process got pid 10
+    assert caller_of(30, proc=str(tmp_path)) != before
+
+
+def test_a_comm_with_parentheses_and_spaces_is_parsed(tmp_path: Path) -> None:
+    _proc(tmp_path, 10, "a) S 99 (x", 1, 500)
+    _proc(tmp_path, 30, "tokend-print", 10, 700)
+    assert caller_of(30, proc=str(tmp_path)) == "10:500"
+
+
+def test_no_caller_when_proc_does_not_tell(tmp_path: Path) -> None:
+    assert caller_of(0, proc=str(tmp_path)) is None  # peer in another pid namespace
+    assert caller_of(30, proc=str(tmp_path)) is None  # gone
+    _proc(tmp_path, 30, "tokend-print", 20, 700)
+    _proc(tmp_path, 20, "sh", 1, 600)
+    assert caller_of(30, proc=str(tmp_path)) is None  # only shells up to init
+

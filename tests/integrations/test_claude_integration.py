@@ -36,13 +36,14 @@ def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 
 def test_render_keeps_other_keys_and_quotes_the_path() -> None:
     out = json.loads(claude.render(json.dumps(SETTINGS), "anthropic", HELPER))
-    assert out == {**SETTINGS, "apiKeyHelper": "'/opt/tokend tools/bin/tokend-print' anthropic --min-ttl 10m"}
+    helper = "'/opt/tokend tools/bin/tokend-print' anthropic --min-ttl 10m --refresh-on-repeat"
+    assert out == {**SETTINGS, "apiKeyHelper": helper}
     assert list(out) == list(SETTINGS)  # order kept
 
 
 def test_fresh_file_and_bad_json() -> None:
     assert json.loads(claude.render("", "a", "/bin/tokend-print")) == {
-        "apiKeyHelper": "/bin/tokend-print a --min-ttl 10m"
+        "apiKeyHelper": "/bin/tokend-print a --min-ttl 10m --refresh-on-repeat"
     }
     with pytest.raises(ConfigError, match="not valid JSON"):
         claude.render("{", "a", HELPER)
@@ -58,7 +59,7 @@ def test_cli_writes_settings_json(home: Path) -> None:
     result = CliRunner().invoke(cli, ["integrate", "claude", "anthropic"])
     assert result.exit_code == 0, result.output
     doc = json.loads(path.read_text())
-    assert doc["apiKeyHelper"].endswith("tokend-print anthropic --min-ttl 10m")
+    assert doc["apiKeyHelper"].endswith("tokend-print anthropic --min-ttl 10m --refresh-on-repeat")
     assert os.path.isabs(doc["apiKeyHelper"].split()[0])
     assert doc["env"] == SETTINGS["env"] and doc["permissions"] == SETTINGS["permissions"]
     assert stat.S_IMODE(os.stat(path).st_mode) == 0o640  # mode kept

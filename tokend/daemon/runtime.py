@@ -54,10 +54,18 @@ def bind_socket(path: str, backlog: int) -> socket.socket:
     return sock
 
 
-def peer_uid(sock: socket.socket) -> int:
-    """The uid of the process at the other end (SO_PEERCRED: pid, uid, gid)."""
+def peer_cred(sock: socket.socket) -> tuple[int, int]:
+    """(pid, uid) of the process at the other end (SO_PEERCRED: pid, uid, gid).
+
+    The pid is 0 when the peer is in another pid namespace.
+    """
     import struct
 
     creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
-    _pid, uid, _gid = struct.unpack("3i", creds)
-    return int(uid)
+    pid, uid, _gid = struct.unpack("3i", creds)
+    return int(pid), int(uid)
+
+
+def peer_uid(sock: socket.socket) -> int:
+    """The uid of the process at the other end."""
+    return peer_cred(sock)[1]

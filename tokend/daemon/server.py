@@ -21,8 +21,8 @@ from tokend.core.durations import parse_duration
 from tokend.core.errors import EXIT_FAILED, EXIT_USAGE, TokendError, UnknownProfile
 from tokend.core.logs import escape
 from tokend.daemon.configwatch import ConfigWatch
-from tokend.daemon.repeat import RepeatTracker
-from tokend.daemon.runtime import peer_uid
+from tokend.daemon.repeat import RepeatTracker, caller_of
+from tokend.daemon.runtime import peer_cred
 
 log = logging.getLogger(__name__)
 
@@ -74,10 +74,12 @@ class Daemon:
         self.started = time.time()
         self.repeats = RepeatTracker()
 
-    def dispatch(self, op: str, fields: dict[str, str]) -> Reply | Awaitable[Reply]:
+    def dispatch(
+        self, op: str, fields: dict[str, str], peer_pid: int = 0
+    ) -> Reply | Awaitable[Reply]:
         try:
             if op == "get":
-                return self._get(fields)
+                return self._get(fields, peer_pid)
             if op == "status":
                 self._follow_config()
                 return 0, (json.dumps(self.status()) + "\n").encode()
@@ -96,7 +98,7 @@ class Daemon:
             log.exception("internal error serving %r", op)
             return INTERNAL_ERROR
 
-    def _get(self, fields: dict[str, str]) -> Reply | Awaitable[Reply]:
+    def _get(self, fields: dict[str, str], peer_pid: int = 0) -> Reply | Awaitable[Reply]:
         name = fields.get("profile")
         if not name:
             return EXIT_USAGE, b"tokend: malformed request: no profile\n"
@@ -108,9 +110,13 @@ class Daemon:
             return EXIT_USAGE, f"tokend: {name}: --min-ttl: {e}\n".encode()
         self._follow_config()
         force = fields.get("refresh") == "1"
-        caller = fields.get("repeat_caller")  # tokend-print --refresh-on-repeat: its parent's pid
-        if caller and self.repeats.repeated(name, caller) and not force:
-            log.info("%s: asked again by process %s: served as --refresh", name, caller)
+        # tokend-print --refresh-on-repeat. The pid it sends is not trusted (and is
+        # only a shell's when the consumer runs it with sh -c): the caller is
+        # found from the peer's pid in /proc (tokend/daemon/repeat.py).
+        caller = caller_of(peer_pid) if "repeat_caller" in fields and not force else None
+        if caller and self.repeats.repeated(name, caller):
+            pid = caller.partition(":")[0]
+            log.info("%s: asked again by process %s: served as --refresh", name, pid)
             force = True
         try:
             result = self.broker.request(name, fmt=fmt, min_ttl=min_ttl, force=force)
@@ -207,6 +213,7 @@ class Connection(asyncio.Protocol):
         self.task: asyncio.Task[None] | None = None
         self.reading = True
         self.write_paused = False  # the transport holds max_unsent bytes the client has not read
+        self.peer_pid = 0  # SO_PEERCRED at connect; 0 when unknown
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
@@ -219,7 +226,7 @@ class Connection(asyncio.Protocol):
             self._reply_close(EXIT_FAILED, b"tokend: daemon busy (connection limit); retry\n")
             return
         try:
-            uid = peer_uid(transport.get_extra_info("socket"))
+            self.peer_pid, uid = peer_cred(transport.get_extra_info("socket"))
         except OSError as e:
             log.warning("cannot read peer credentials (%s); closing", e)
             transport.abort()
@@ -311,7 +318,7 @@ class Connection(asyncio.Protocol):
             except protocol.ProtocolError as e:
                 self._reply_close(EXIT_USAGE, f"tokend: malformed request: {e}\n".encode())
                 return
-            result = self.daemon.dispatch(op, fields)
+            result = self.daemon.dispatch(op, fields, self.peer_pid)
             if isinstance(result, tuple):
                 self._reply(result)
             else:

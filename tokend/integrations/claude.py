@@ -5,7 +5,10 @@ Sets ``apiKeyHelper`` in ``$CLAUDE_CONFIG_DIR/settings.json`` (default
 runs the helper with /bin/sh and sends what it prints as ``X-Api-Key`` and
 ``Authorization: Bearer``; it keeps the value 5 minutes
 (``CLAUDE_CODE_API_KEY_HELPER_TTL_MS``) or until a 401, so the helper asks for
-a credential with at least 10 minutes of life left.
+a credential with at least 10 minutes of life left. After a 401 Claude Code
+runs the helper again and cannot say why: ``--refresh-on-repeat`` makes the
+daemon hand that second run a new credential (tokend/daemon/repeat.py, which
+looks past the ``sh`` Claude Code starts it with).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from tokend.integrations import read_config
 
 KEY = "apiKeyHelper"
 MIN_TTL = "10m"
+REPEAT_FLAG = "--refresh-on-repeat"
 
 
 def settings_path() -> str:
@@ -29,7 +33,7 @@ def settings_path() -> str:
 
 
 def command(profile: str, helper: str) -> str:
-    return f"{shlex.quote(helper)} {shlex.quote(profile)} --min-ttl {MIN_TTL}"
+    return f"{shlex.quote(helper)} {shlex.quote(profile)} --min-ttl {MIN_TTL} {REPEAT_FLAG}"
 
 
 def render(text: str, profile: str, helper: str, *, where: str = "settings.json") -> str:
