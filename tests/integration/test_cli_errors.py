@@ -219,6 +219,21 @@ def test_help_goes_to_stdout_with_status_0(sandbox: Sandbox) -> None:
     assert r.status == 0 and "PROFILE" in r.out
 
 
+@pytest.mark.timeout(30)
+def test_help_shows_formats_environment_and_exit_statuses(sandbox: Sandbox) -> None:
+    from tokend import formats
+
+    out = sandbox.print_("--help").out
+    for fmt in formats.RENDERERS:
+        assert fmt in out, fmt
+    for name in ("TOKEND_TIMEOUT", "TOKEND_CONFIG", "TOKEND_NO_DAEMON", "TOKEND_NO_AUTOSTART",
+                 "TOKEND_NO_FALLBACK", "KUBERNETES_EXEC_INFO"):
+        assert name in out, name
+    statuses = out.split("exit status:")[1]
+    for status in range(5):
+        assert f"\n  {status}  " in statuses, status
+
+
 AWS_SSO_CONFIG = """\
 [profile dev]
 sso_start_url = https://example.awsapps.com/start

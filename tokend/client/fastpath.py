@@ -19,6 +19,35 @@ import time
 from tokend.client import paths, protocol, trust
 
 USAGE = "usage: tokend-print PROFILE [--format F] [--min-ttl D] [--refresh] [--refresh-on-repeat]"
+HELP = USAGE + """
+
+Print PROFILE's credential on stdout, from the tokend daemon (started on
+first use) or, when none can run, fetched in this process.
+
+options:
+  -f, --format F       raw (default), json, header, env, aws-process,
+                       exec-credential (kubectl; reads KUBERNETES_EXEC_INFO)
+  --min-ttl D          at least this much life left (e.g. 10m), else refetch
+  --refresh            a new credential from upstream (rate-limited per profile)
+  --refresh-on-repeat  the same calling process asking again soon (after a 401)
+                       is served as --refresh
+
+environment:
+  TOKEND_TIMEOUT       seconds to wait for a credential (default 4)
+  TOKEND_CONFIG        config file (default $XDG_CONFIG_HOME/tokend/config.toml)
+  TOKEND_NO_DAEMON     1: no daemon, fetch in this process (default in CI=true)
+  TOKEND_NO_AUTOSTART  1: do not start a daemon when none runs
+  TOKEND_NO_FALLBACK   1: fail instead of fetching in this process
+  XDG_RUNTIME_DIR      where the daemon's socket lives
+
+exit status:
+  0  the credential is on stdout
+  1  no credential (upstream failed or refused, or the deadline passed)
+  2  usage or configuration error
+  3  no daemon could be asked (refused runtime directory, broken daemon)
+  4  sign-in needed (run tokend login PROFILE)
+
+more: tokend status, tokend doctor, man tokend"""
 DEFAULT_TIMEOUT = 4.0
 #: Share of the deadline kept back for the daemonless fallback after an autostart.
 FALLBACK_RESERVE = 0.25
@@ -64,7 +93,7 @@ def parse_args(argv: list[str]) -> dict[str, str]:
             # serves that as --refresh. See tokend/daemon/repeat.py.
             fields["repeat_caller"] = str(posix.getppid())
         elif arg in ("-h", "--help"):
-            raise Fail(0, USAGE)
+            raise Fail(0, HELP)
         elif arg.startswith("-") and arg != "-":
             raise Fail(EXIT_USAGE, f"tokend-print: unknown option {arg} ({USAGE})")
         elif "profile" in fields:
