@@ -6,7 +6,9 @@ Exit statuses (DESIGN §4): 0 success, 1 no credential, 2 usage or config error,
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
+import json
 import os
 import shutil
 import subprocess
@@ -162,9 +164,24 @@ def test_socket_path_too_long(sandbox: Sandbox) -> None:
 
 @pytest.mark.timeout(30)
 def test_control_commands_without_a_daemon(sandbox: Sandbox) -> None:
-    sandbox.write_config('[profiles.p]\nsource = "demo"\n')
-    for command in (["status"], ["status", "--json"], ["stop"], ["reload"]):
+    sandbox.write_config('[profiles.p]\nsource = "demo"\n\n[profiles.other]\nsource = "demo"\n')
+    for command in (["stop"], ["reload"]):
         _one_line(sandbox.tokend(*command), 3, sandbox.socket_path)
+    # status says the same on stderr, and lists the configured profiles on stdout.
+    status = sandbox.tokend("status")
+    _one_line(dataclasses.replace(status, out=""), 3, sandbox.socket_path)
+    assert "tokend-print PROFILE" in status.out and "tokend service install" in status.out
+    rows = [line.split() for line in status.out.splitlines()]
+    assert ["p", "demo", "not", "running"] in rows and ["other", "demo", "not", "running"] in rows
+    assert str(sandbox.config_path) in status.out
+    as_json = sandbox.tokend("status", "--json")
+    _one_line(dataclasses.replace(as_json, out=""), 3, sandbox.socket_path)
+    doc = json.loads(as_json.out)
+    assert doc["running"] is False and "tokend service install" in doc["hint"]
+    assert doc["profiles"] == [
+        {"profile": "p", "source": "demo", "state": "not running"},
+        {"profile": "other", "source": "demo", "state": "not running"},
+    ]
     assert sandbox.daemon_pids() == []
 
 

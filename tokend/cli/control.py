@@ -9,8 +9,17 @@ from typing import Any
 
 import click
 
-from tokend.client import control
+from tokend.client import control, paths
+from tokend.core import config as config_mod
 from tokend.core.durations import format_duration
+from tokend.core.errors import DaemonUnreachable, TokendError
+
+#: What to do when no daemon runs (said by ``tokend status``).
+START_HINT = (
+    "no daemon is running: the first `tokend-print PROFILE` starts one, "
+    "or run it as a service with `tokend service install`"
+)
+NOT_RUNNING = "not running"
 
 
 def _ago(ts: float | None, now: float) -> str:
@@ -72,12 +81,60 @@ def render_status(doc: dict[str, Any], now: float) -> str:
     return "\n".join(line.rstrip() for line in lines)
 
 
+def offline_status(why: DaemonUnreachable) -> dict[str, Any]:
+    """What ``status`` can say without a daemon: the configured profiles, none running."""
+    # Only "nothing listens" means no daemon runs; a daemon that does not answer
+    # (timeout, refused peer) may well be running.
+    running = not why.message.startswith("no daemon running")
+    doc: dict[str, Any] = {
+        "running": running,
+        "socket": paths.socket_path(),
+        "error": why.message,
+        "hint": None if running else START_HINT,
+        "profiles": [],
+    }
+    try:
+        cfg = config_mod.load()
+    except TokendError as e:
+        doc.update(config=str(config_mod.default_path()), config_error=e.message)
+        return doc
+    doc.update(config=str(cfg.path or "(built-in default)"), config_error=None)
+    state = "unknown" if running else NOT_RUNNING
+    doc["profiles"] = [
+        {"profile": p.name, "source": p.source, "state": state} for p in cfg.profiles.values()
+    ]
+    return doc
+
+
+def render_offline(doc: dict[str, Any]) -> str:
+    lines = [doc["hint"] or f"daemon not reachable: {doc['error']}", f"socket {doc['socket']}"]
+    if doc.get("config_error"):
+        lines.append(f"config {doc['config']}: invalid: {doc['config_error']}")
+        return "\n".join(lines)
+    lines += [f"config {doc['config']}", ""]
+    rows = [("PROFILE", "SOURCE", "STATE")]
+    rows += [(p["profile"], p["source"], p["state"]) for p in doc["profiles"]]
+    widths = [max(len(r[i]) for r in rows) for i in range(2)]
+    lines += [f"{r[0].ljust(widths[0])}  {r[1].ljust(widths[1])}  {r[2]}" for r in rows]
+    return "\n".join(lines)
+
+
 def register(cli: click.Group) -> None:
     @cli.command("status")
     @click.option("--json", "as_json", is_flag=True, help="machine-readable output")
     def status(as_json: bool) -> None:
-        """Show each profile: state, expiry, refreshes, hits, last error (never a secret)."""
-        doc = control.status()
+        """Show each profile: state, expiry, refreshes, hits, last error (never a secret).
+
+        Without a daemon: the configured profiles (not running) and how to start
+        one, exit status 3.
+        """
+        try:
+            doc = control.status()
+        except DaemonUnreachable as e:
+            offline = offline_status(e)
+            text = json.dumps(offline, indent=2, sort_keys=True) if as_json else render_offline(offline)
+            click.echo(text)
+            raise  # the one stderr line and exit status 3, as every control command
         if as_json:
             doc["time"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
             click.echo(json.dumps(doc, indent=2, sort_keys=True))
