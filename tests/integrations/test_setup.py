@@ -75,6 +75,10 @@ def test_nothing_found_writes_nothing(home: Path, monkeypatch: pytest.MonkeyPatc
     result = CliRunner().invoke(cli, ["setup", "--yes"])
     assert result.exit_code == 0, result.output
     assert "found no gcloud, AWS or Azure CLI sign-in" in result.output
+    # ... and what to do next: sign in and run it again, or write a profile by hand.
+    assert "az login" in result.output and "run tokend setup again" in result.output
+    assert f"add a profile to {home / 'tokend.toml'}" in result.output
+    assert "tokend secret set NAME" in result.output
     assert not os.path.exists(home / "tokend.toml")
 
 

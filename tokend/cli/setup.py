@@ -57,6 +57,12 @@ def register(cli: click.Group) -> None:
 
         if not found.proposals:
             say("tokend setup: found no gcloud, AWS or Azure CLI sign-in to use")
+            say(
+                "next: sign in with one (gcloud auth application-default login, aws configure sso, "
+                "az login) and run tokend setup again; or add a profile to "
+                f"{path} yourself: a static key with source = \"keyring\" and "
+                "tokend secret set NAME, any helper with source = \"command\" (see man tokend)"
+            )
         added = []
         for proposal in found.proposals:
             same = _duplicate(existing, proposal)
