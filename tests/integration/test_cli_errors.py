@@ -10,6 +10,7 @@ import dataclasses
 import importlib.util
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -281,3 +282,25 @@ def test_login_required_exits_4(sandbox: Sandbox) -> None:
         sandbox.print_("bedrock", "--format", "aws-process", env=env),  # through an autostarted daemon
     ):
         _one_line(r, 4, "tokend: bedrock: ", "tokend login bedrock")
+
+
+MISSED = re.compile(r"^tokend: slow: no credential within [0-9.]+s \(TOKEND_TIMEOUT\)$")
+
+
+@pytest.mark.timeout(60)
+def test_a_missed_deadline_reads_the_same_with_and_without_a_daemon(sandbox: Sandbox) -> None:
+    up = sandbox.upstream("slow")
+    up.set_mode("hang")
+    sandbox.write_config(sandbox.command_profile("slow", up))
+    daemonless = sandbox.env(TOKEND_NO_DAEMON="1", TOKEND_TIMEOUT="1")
+    lines = [
+        sandbox.print_("slow", env=daemonless),
+        sandbox.tokend("get", "slow", "--no-daemon", "--timeout", "1"),
+    ]
+    sandbox.start_daemon()
+    lines += [
+        sandbox.print_("slow", env=sandbox.env(TOKEND_TIMEOUT="1")),
+        sandbox.tokend("get", "slow", "--timeout", "1"),
+    ]
+    for r in lines:
+        assert r.status == 1 and len(r.err_lines) == 1 and MISSED.match(r.err_lines[0]), r

@@ -11,7 +11,7 @@ import click
 from tokend import ci, formats
 from tokend.client import fastpath
 from tokend.core.durations import parse_duration
-from tokend.core.errors import Relayed, UsageError
+from tokend.core.errors import Relayed, SourceTimeout, UsageError
 
 
 def _duration(ctx: click.Context, param: click.Parameter, value: str | None) -> float | None:
@@ -28,7 +28,13 @@ def daemonless(profile: str, fmt: str, min_ttl: float | None, refresh: bool, tim
     from tokend.core.daemonless import local_broker
 
     with local_broker(timeout) as broker:
-        cred = broker.get(profile, fmt=fmt, min_ttl=min_ttl, force=refresh, timeout=timeout)
+        try:
+            cred = broker.get(profile, fmt=fmt, min_ttl=min_ttl, force=refresh, timeout=timeout)
+        except SourceTimeout as e:
+            if e.profile != profile:
+                raise
+            # Worded as tokend-print words a missed deadline with a daemon.
+            raise SourceTimeout(fastpath.missed_deadline(timeout), profile=profile) from None
         return formats.render(cred, fmt, _exec_info())
 
 

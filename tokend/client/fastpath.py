@@ -108,6 +108,11 @@ def parse_args(argv: list[str]) -> dict[str, str]:
     return fields
 
 
+def missed_deadline(seconds: float) -> str:
+    """The one wording for a request that ran out of time, with or without a daemon."""
+    return f"no credential within {round(seconds, 1):g}s (TOKEND_TIMEOUT)"
+
+
 def timeout_from_env() -> float:
     raw = getenv("TOKEND_TIMEOUT")
     if not raw:
@@ -309,10 +314,7 @@ def _ask(fields: dict[str, str], timeout: float, fallback: "Fallback | None" = N
     except trust.Refused as e:
         raise Fail(EXIT_NO_DAEMON, "tokend: " + e.line) from None
     except TimeoutError:
-        raise Fail(
-            EXIT_FAILED,
-            f"tokend: {profile}: no credential within {timeout:g}s (TOKEND_TIMEOUT); see tokend status",
-        ) from None
+        raise Fail(EXIT_FAILED, f"tokend: {profile}: {missed_deadline(timeout)}") from None
     except (protocol.NoAnswer, protocol.ProtocolError, OSError) as e:
         raise Fail(
             EXIT_NO_DAEMON,
