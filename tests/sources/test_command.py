@@ -148,6 +148,7 @@ def test_non_zero_exit_carries_the_last_stderr_line(make: Make) -> None:
     err = info.value
     assert not isinstance(err, SourceUnavailable)
     assert "ERROR: (gcloud.auth) Reauthentication required." in err.message
+    assert "(exit status 3)" in err.message
     assert "something harmless" not in err.message
     assert "partial-token-on-stdout" not in err.message
     assert err.profile == "wrapped"
@@ -156,6 +157,11 @@ def test_non_zero_exit_carries_the_last_stderr_line(make: Make) -> None:
 def test_non_zero_exit_without_stderr_names_the_status(make: Make) -> None:
     with pytest.raises(SourceError, match="exit status 7"):
         fetch(make("import sys; sys.exit(7)"))
+
+
+def test_death_by_signal_is_named(make: Make) -> None:
+    with pytest.raises(SourceError, match=r"failed \(killed by signal 9\)"):
+        fetch(make("import os, signal; os.kill(os.getpid(), signal.SIGKILL)"))
 
 
 def test_stderr_on_success_is_ignored(make: Make) -> None:

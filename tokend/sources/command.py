@@ -58,8 +58,11 @@ class CommandSource(BaseSource):
         except OSError as e:
             raise SourceError(f"cannot run {argv[0]}: {e.strerror}", profile=self.profile) from None
         if status != 0:
-            detail = _last_line(err) or f"exit status {status}"
-            raise SourceError(f"{argv[0]} failed: {detail}", profile=self.profile)
+            how = f"killed by signal {-status}" if status < 0 else f"exit status {status}"
+            detail = _last_line(err)
+            raise SourceError(
+                f"{argv[0]} failed ({how})" + (f": {detail}" if detail else ""), profile=self.profile
+            )
         return self._parse(out[:MAX_OUTPUT])
 
     def _parse(self, out: bytes) -> Credential:
