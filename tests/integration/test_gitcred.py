@@ -101,3 +101,25 @@ def test_integrate_git_then_plain_git_uses_tokend(sandbox: Sandbox) -> None:
     assert fields(done.stdout)["username"] == "tokend"
     usage = subprocess.run([TOKEND, "integrate", "git", "gh"], env=env, capture_output=True, text=True)
     assert usage.returncode == 0  # [hosts] already routes git.example.com to gh
+
+
+def test_with_a_daemon_the_routes_come_from_it_not_the_file(sandbox: Sandbox) -> None:
+    gh, _, env = world(sandbox)
+    python = str(BIN / "python")
+    ask = [python, "-X", "importtime", HELPER, "get"]
+    # No daemon yet: the helper reads [hosts] from the file (tomllib), then starts one.
+    first = subprocess.run(ask, input="protocol=https\nhost=github.com\n\n", env=env, capture_output=True,
+                           text=True, timeout=30)
+    assert fields(first.stdout)["password"] == gh.tokens()[-1]
+    assert "tomllib" in first.stderr
+    # With one running, the daemon answers the route: no TOML is parsed.
+    again = subprocess.run(ask, input="protocol=https\nhost=github.com\n\n", env=env, capture_output=True,
+                           text=True, timeout=30)
+    assert fields(again.stdout)["password"] == gh.tokens()[-1]
+    assert "tomllib" not in again.stderr
+    # An unmapped host is still nobody's business.
+    other = subprocess.run(ask, input="protocol=https\nhost=example.org\n\n", env=env, capture_output=True,
+                           text=True, timeout=30)
+    assert other.returncode == 0 and other.stdout == ""
+    assert gh.fetches == 1
+    sandbox.tokend("stop", env=env)

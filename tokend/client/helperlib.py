@@ -1,10 +1,13 @@
 """What the git and docker credential helpers share: the ``[hosts]`` route and one credential.
 
-Stdlib only, like tokend-print's hot path: the routes come straight from the
-config file's ``[hosts]`` table (``tokend.core.config`` validates the same table
-with the same rules from ``tokend.client.hosts``), the credential from the daemon
-through the fast path's protocol client, autostart and daemonless fallback
-included (``tokend get --no-daemon`` in a child, whose output is read here).
+Stdlib only, like tokend-print's hot path. The routes come from the running
+daemon (a ``routes`` request: the daemon has the config parsed already), else
+straight from the config file's ``[hosts]`` table (``tokend.core.config``
+validates the same table with the same rules from ``tokend.client.hosts``;
+importing tomllib and parsing costs about 20 ms, twice the rest of a call).
+The credential comes from the daemon through the fast path's protocol client,
+autostart and daemonless fallback included (``tokend get --no-daemon`` in a
+child, whose output is read here).
 """
 
 from __future__ import annotations
@@ -14,7 +17,7 @@ import json
 import sys
 import time
 
-from tokend.client import fastpath, hosts, paths, trust
+from tokend.client import fastpath, hosts, paths, protocol, trust
 
 TYPE_CHECKING = False  # typing (and calendar) cost milliseconds to import on this hot path
 if TYPE_CHECKING:
@@ -39,7 +42,45 @@ class HelperError(Exception):
 
 
 def load_routes(path: str | None = None) -> dict[str, hosts.Route]:
-    """The ``[hosts]`` table; empty when there is no config."""
+    """The ``[hosts]`` table (the daemon's, else ``path``'s); empty when there is no config."""
+    if path is None and not fastpath.no_daemon():
+        routes = daemon_routes()
+        if routes is not None:
+            return routes
+    return file_routes(path)
+
+
+def daemon_routes() -> dict[str, hosts.Route] | None:
+    """The running daemon's ``[hosts]``; None when no daemon of ours answers with them.
+
+    Nothing is started here: without a daemon the file is read, and the
+    credential request that follows starts one.
+    """
+    try:
+        timeout = fastpath.timeout_from_env()
+        rundir = paths.runtime_dir(fastpath.getenv)
+        sock_path = rundir + "/" + paths.SOCKET_NAME
+        if len(sock_path.encode()) > paths.MAX_SOCKET_PATH or not fastpath.trusted_dir(rundir):
+            return None
+        status, body = protocol.call(sock_path, protocol.encode_request("routes", {}), timeout)
+        doc = json.loads(body) if status == 0 else None
+    # Any failure here is said again, better, by the credential request (or the
+    # file read) that follows: an older daemon answers "pong" to an unknown op.
+    except (fastpath.Fail, trust.Refused, protocol.NoAnswer, protocol.ProtocolError, OSError, ValueError):
+        return None
+    table = doc.get("routes") if isinstance(doc, dict) else None
+    if not isinstance(table, dict):
+        return None
+    routes = {}
+    for key, value in table.items():
+        if not (isinstance(value, list) and len(value) == 2 and isinstance(value[0], str)):
+            return None
+        routes[key] = hosts.Route(value[0], value[1] if isinstance(value[1], str) else None)
+    return routes
+
+
+def file_routes(path: str | None = None) -> dict[str, hosts.Route]:
+    """The config file's ``[hosts]`` table; empty when there is no config."""
     path = path or paths.config_path()
     try:
         data = trust.read_config(path)

@@ -83,6 +83,8 @@ class Daemon:
             if op == "status":
                 self._follow_config()
                 return 0, (json.dumps(self.status()) + "\n").encode()
+            if op == "routes":
+                return self._routes()
             if op == "reload":
                 return 0, (self.reload() + "\n").encode()
             if op == "drop":
@@ -129,6 +131,12 @@ class Daemon:
         except TokendError as e:
             return _error(e, name)
         return self._render_later(name, result, fmt, ctx)
+
+    def _routes(self) -> Reply:
+        """``[hosts]`` for the git and docker helpers, so they need not parse the config file."""
+        self._follow_config()
+        routes = {key: [r.profile, r.username] for key, r in self.broker.config.hosts.items()}
+        return 0, (json.dumps({"routes": routes}) + "\n").encode()
 
     def _follow_config(self) -> None:
         new = None if self.watch is None else self.watch.poll()
