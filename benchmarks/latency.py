@@ -5,7 +5,8 @@ Builds a wheel of this checkout, installs it into a fresh virtualenv, starts
 ``tokend serve`` from it with a private runtime dir and config, then measures:
 
 1. warm ``tokend-print PROFILE`` against the interpreter floor
-   ``python3 -I -S -c pass`` (same interpreter, same harness, interleaved);
+   ``python3 -I -S -c pass`` (same interpreter, same harness, interleaved),
+   and likewise the git and docker credential helpers (``[hosts]`` routed);
 2. ``gcloud auth print-access-token`` with a cached token (offline, against a
    local fake token endpoint);
 3. daemon throughput with 32 concurrent clients, new connection per request
@@ -50,6 +51,7 @@ CLIENT_PROCS = 2
 CONNS_PER_PROC = 16
 PROFILE = "bench"
 HERD_PROFILE = "herd"
+HELPER_HOST = "git.bench.example"
 
 
 def log(msg: str) -> None:
@@ -96,12 +98,14 @@ class Harness:
         os.close(self.out_fd)
         os.close(self.err_fd)
 
-    def run(self, argv: list[str], env: dict[str, str], timeout: float = 30.0) -> Run:
+    def run(
+        self, argv: list[str], env: dict[str, str], timeout: float = 30.0, stdin: str = os.devnull
+    ) -> Run:
         for fd in (self.out_fd, self.err_fd):
             os.ftruncate(fd, 0)
             os.lseek(fd, 0, os.SEEK_SET)
         actions = [
-            (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
+            (os.POSIX_SPAWN_OPEN, 0, stdin, os.O_RDONLY, 0),
             (os.POSIX_SPAWN_DUP2, self.out_fd, 1),
             (os.POSIX_SPAWN_DUP2, self.err_fd, 2),
         ]
@@ -244,6 +248,7 @@ def write_config(tmp: str, token: str, herd_token: str, herd_delay: float) -> tu
             f"command = [{', '.join(map(toml_str, argv))}]",
             "",
         ]
+    lines += ["[hosts]", f'"{HELPER_HOST}" = "{PROFILE}"', ""]  # the git and docker helpers' route
     config = os.path.join(tmp, "config.toml")
     fd = os.open(config, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     with os.fdopen(fd, "w") as f:
@@ -327,6 +332,43 @@ def measure_warm(
                 raise SetupError(f"the floor command failed: {r.err[:500]!r}")
             samples.append(r.seconds)
     return Stats.of(floor), Stats.of(warm)
+
+
+def measure_helpers(
+    h: Harness, tmp: str, venv: str, floor_argv: list[str], env: dict[str, str], runs: int, token: str
+) -> dict[str, dict[str, Any]]:
+    """``git-credential-tokend get`` and ``docker-credential-tokend get``, interleaved with the floor."""
+    git_in = os.path.join(tmp, "git.in")
+    with open(git_in, "w") as f:
+        f.write(f"protocol=https\nhost={HELPER_HOST}\n\n")
+    docker_in = os.path.join(tmp, "docker.in")
+    with open(docker_in, "w") as f:
+        f.write(f"https://{HELPER_HOST}\n")
+    cases = {
+        "git": ([os.path.join(venv, "bin", "git-credential-tokend"), "get"], git_in, f"password={token}"),
+        "docker": ([os.path.join(venv, "bin", "docker-credential-tokend"), "get"], docker_in, token),
+    }
+    out: dict[str, dict[str, Any]] = {}
+    for name, (argv, stdin, needle) in cases.items():
+        if not os.access(argv[0], os.X_OK):
+            raise SetupError(f"{argv[0]} missing from the install")
+        floor: list[float] = []
+        helper: list[float] = []
+        for i in range(10 + runs):
+            order = ((floor_argv, floor, os.devnull), (argv, helper, stdin))
+            for cmd, samples, inp in order if i % 2 == 0 else order[::-1]:
+                r = h.run(cmd, env, stdin=inp)
+                if r.status != 0 or (cmd is argv and needle.encode() not in r.out):
+                    raise SetupError(f"{cmd[0]} failed: exit {r.status}, stderr {r.err[:500]!r}")
+                if i >= 10:  # the first ten warm up
+                    samples.append(r.seconds)
+        f_stats, h_stats = Stats.of(floor), Stats.of(helper)
+        out[name] = {
+            **h_stats.ms(),
+            "ratio": h_stats.median / f_stats.median,
+            "floor_median_ms": f_stats.median * 1000,
+        }
+    return out
 
 
 # -- 3: gcloud with a cached token ------------------------------------------------------------
@@ -744,6 +786,17 @@ def render_table(r: dict[str, Any]) -> str:
             verdict(r["targets"]["warm"]),
         )
     )
+    for name, hr in r.get("helpers", {}).items():
+        rows.append(
+            (
+                f"{name}-credential-tokend get (warm)",
+                fmt_ms(hr["median_ms"] / 1000),
+                fmt_ms(hr["p95_ms"] / 1000),
+                f"{hr['ratio']:.2f}x floor",
+                "",
+                "",
+            )
+        )
     g = r["gcloud"]
     label = "gcloud auth print-access-token (cached)"
     if g.get("skipped"):
@@ -928,6 +981,10 @@ def run_all(o: Options) -> dict[str, Any]:
             log(f"warm: {o.runs} x tokend-print interleaved with {o.runs} x {' '.join(floor_argv[1:])}")
             floor, warm = measure_warm(h, floor_argv, print_argv, env, o.runs, (token + "\n").encode())
 
+            helper_runs = max(o.runs // 3, 20)
+            log(f"helpers: {helper_runs} x git/docker credential helper get, interleaved with the floor")
+            helpers = measure_helpers(h, tmp, venv, floor_argv, env, helper_runs, token)
+
             log(f"gcloud: {o.gcloud_runs} x gcloud auth print-access-token (cached)")
             try:
                 gres = measure_gcloud(h, tmp, o.gcloud, o.gcloud_runs, procs)
@@ -992,6 +1049,7 @@ def run_all(o: Options) -> dict[str, Any]:
         "floor": floor.ms(),
         "warm": warm.ms(),
         "warm_ratio": warm_ratio,
+        "helpers": helpers,
         "gcloud": g,
         "throughput": {k: v.__dict__ for k, v in tp.items()},
         "herd": herd.__dict__,
