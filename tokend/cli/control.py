@@ -81,16 +81,19 @@ def render_status(doc: dict[str, Any], now: float) -> str:
     return "\n".join(line.rstrip() for line in lines)
 
 
+def not_running(why: DaemonUnreachable) -> bool:
+    """Whether nothing listens on the socket, as opposed to a daemon that misbehaves
+    (no answer, another user's, an unreadable status): only then is there a listing."""
+    return why.message.startswith("no daemon running")
+
+
 def offline_status(why: DaemonUnreachable) -> dict[str, Any]:
     """What ``status`` can say without a daemon: the configured profiles, none running."""
-    # Only "nothing listens" means no daemon runs; a daemon that does not answer
-    # (timeout, refused peer) may well be running.
-    running = not why.message.startswith("no daemon running")
     doc: dict[str, Any] = {
-        "running": running,
+        "running": False,
         "socket": paths.socket_path(),
         "error": why.message,
-        "hint": None if running else START_HINT,
+        "hint": START_HINT,
         "profiles": [],
     }
     try:
@@ -99,15 +102,14 @@ def offline_status(why: DaemonUnreachable) -> dict[str, Any]:
         doc.update(config=str(config_mod.default_path()), config_error=e.message)
         return doc
     doc.update(config=str(cfg.path or "(built-in default)"), config_error=None)
-    state = "unknown" if running else NOT_RUNNING
     doc["profiles"] = [
-        {"profile": p.name, "source": p.source, "state": state} for p in cfg.profiles.values()
+        {"profile": p.name, "source": p.source, "state": NOT_RUNNING} for p in cfg.profiles.values()
     ]
     return doc
 
 
 def render_offline(doc: dict[str, Any]) -> str:
-    lines = [doc["hint"] or f"daemon not reachable: {doc['error']}", f"socket {doc['socket']}"]
+    lines = [doc["hint"], f"socket {doc['socket']}"]
     if doc.get("config_error"):
         lines.append(f"config {doc['config']}: invalid: {doc['config_error']}")
         return "\n".join(lines)
@@ -131,6 +133,8 @@ def register(cli: click.Group) -> None:
         try:
             doc = control.status()
         except DaemonUnreachable as e:
+            if not not_running(e):
+                raise
             offline = offline_status(e)
             text = json.dumps(offline, indent=2, sort_keys=True) if as_json else render_offline(offline)
             click.echo(text)
