@@ -126,7 +126,7 @@ def test_claude_code_gets_a_new_key_after_a_401_and_shares_the_cache(
     # refresh_limit: the first fetch asks for --min-ttl 10m, more than the
     # profile's min_ttl, and so counts as a forced one; the revocation below
     # comes a second later, not minutes as it would for a user.
-    sandbox.write_config(sandbox.command_profile("anthropic", up, refresh_limit="1s"))
+    sandbox.write_config(sandbox.command_profile("anthropic", up, refresh_limit="0s"))
     revoked: set[str] = set()
     with FakeAnthropicApi(lambda key: key in up.tokens() and key not in revoked) as api:
         env = _env(sandbox, api)

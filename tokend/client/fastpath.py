@@ -89,8 +89,9 @@ def parse_args(argv: list[str]) -> dict[str, str]:
         elif arg == "--refresh":
             fields["refresh"] = "1"
         elif arg == "--refresh-on-repeat":
-            # Asked again by the same parent soon (Codex after a 401): the daemon
-            # serves that as --refresh. See tokend/daemon/repeat.py.
+            # Asked again by the same caller soon (Codex, Claude Code after a 401):
+            # the daemon serves that as --refresh. It finds the caller itself, past
+            # shell wrappers (tokend/daemon/repeat.py); the pid sent is informational.
             fields["repeat_caller"] = str(posix.getppid())
         elif arg in ("-h", "--help"):
             raise Fail(0, HELP)
