@@ -99,9 +99,7 @@ def test_daemon_endpoints_refuse_what_they_must(sandbox: Sandbox, google: FakeGo
 
 
 @pytest.mark.timeout(120)
-def test_reload_keeps_unchanged_endpoints_stops_removed_ones(
-    sandbox: Sandbox, google: FakeGoogle
-) -> None:
+def test_reload_keeps_unchanged_endpoints_stops_removed_ones(sandbox: Sandbox, google: FakeGoogle) -> None:
     env = setup_google_azure(sandbox, google)
     base = sandbox.config_path.read_text()
     sandbox.write_config(base + ENDPOINTS_GA)
@@ -169,3 +167,12 @@ def test_boto3_through_the_daemon_signs_with_the_role_keys(sandbox: Sandbox, mot
     shell_text = sandbox.tokend("endpoints", "env", env=env).out
     assert shell_text.startswith("unset ") and "AWS_PROFILE" in shell_text.splitlines()[0]
     assert endpoint_rows(sandbox, env)["aws"]["requests"] == 1
+    # AccountId: the role's account, which the SDKs expose (botocore's account_id).
+    import urllib.request
+
+    req = urllib.request.Request(
+        shell["AWS_CONTAINER_CREDENTIALS_FULL_URI"],
+        headers={"Authorization": shell["AWS_CONTAINER_AUTHORIZATION_TOKEN"]},
+    )
+    with urllib.request.urlopen(req, timeout=20) as answer:
+        assert json.loads(answer.read())["AccountId"] == ACCOUNT
