@@ -76,6 +76,32 @@ def test_google_auth_and_azure_identity_through_the_daemon(sandbox: Sandbox, goo
     assert text.status == 0 and "endpoint google (vertex) http://127.0.0.1:" in text.out, text
 
 
+ID_TOKEN_SCRIPT = (
+    "import json, sys, google.auth.transport.requests as r, google.oauth2.id_token as i\n"
+    "print(i.fetch_id_token(r.Request(), sys.argv[1]))\n"
+)
+
+
+@pytest.mark.timeout(120)
+def test_google_auth_fetch_id_token_through_the_daemon(sandbox: Sandbox, google: FakeGoogle) -> None:
+    env = setup_google_azure(sandbox, google)
+    sandbox.write_config(sandbox.config_path.read_text() + ENDPOINTS_GA)
+    sandbox.start_daemon(env)
+    shell = {**env, **dotenv(sandbox, env)}
+    script = sandbox.root / "idt.py"
+    script.write_text(ID_TOKEN_SCRIPT)
+    audience = "https://service-abc.a.run.app"
+    r = sandbox.run([sys.executable, str(script), audience], env=shell, timeout=60)
+    assert r.status == 0, r
+    token = r.out.strip()
+    assert google.tokens("id") == [token]  # what the fake Google issued to tokend
+    issued = google.find(token)
+    assert issued is not None and issued.detail.get("audience") == audience
+    assert issued.principal == "vertex@proj.iam.gserviceaccount.com"
+    again = sandbox.run([sys.executable, str(script), audience], env=shell, timeout=60)
+    assert again.status == 0 and again.out.strip() == token  # from the daemon's cache
+
+
 @pytest.mark.timeout(120)
 def test_daemon_endpoints_refuse_what_they_must(sandbox: Sandbox, google: FakeGoogle) -> None:
     env = setup_google_azure(sandbox, google)
