@@ -17,15 +17,16 @@ import os
 import socket
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from tokend.ci import endpoints_env as envs
 from tokend.core.broker import Broker
 from tokend.core.endpoints_config import EndpointEntry
-from tokend.daemon.endpoints import aws, azure, google
-from tokend.daemon.endpoints.http import HOST, EndpointServer, Handler, Refusal
+
+if TYPE_CHECKING:
+    from tokend.daemon.endpoints.http import EndpointServer, Handler, Refusal
 
 log = logging.getLogger(__name__)
+HOST = "127.0.0.1"
 
 
 @dataclass
@@ -64,6 +65,12 @@ class DaemonEndpoints:
     def apply(self, entries: Mapping[str, EndpointEntry]) -> None:
         """Serve exactly ``entries``; called on the event loop at start and after each reload."""
         self.errors = {}
+        if not entries and not self._live:
+            return  # the endpoint modules are imported only when needed: the daemon starts faster
+        from tokend.ci import endpoints_env as envs
+        from tokend.daemon.endpoints.google import identity_of
+        from tokend.daemon.endpoints.http import EndpointServer
+
         for cloud, live in list(self._live.items()):
             if entries.get(cloud) != live.entry:
                 self._stop(cloud)
@@ -90,12 +97,14 @@ class DaemonEndpoints:
             client_id = options.get("client_id") if cloud == "azure" else None
             live = _Live(entry, server, token, client_id=client_id if isinstance(client_id, str) else None)
             if cloud == "google":
-                live.project = google.identity_of(options, os.environ).project
+                live.project = identity_of(options, os.environ).project
             live.started = asyncio.get_running_loop().create_task(server.start(sock))
             self._live[cloud] = live
             log.info("%s endpoint for profile %s on http://%s", cloud, entry.profile, server.host)
 
     def _handler(self, entry: EndpointEntry, token: str) -> tuple[Handler, Refusal]:
+        from tokend.daemon.endpoints import aws, azure, google
+
         if entry.cloud == "aws":
             return aws.AwsEndpoint(self._broker, entry.profile, token), aws.refuse
         if entry.cloud == "google":
@@ -137,6 +146,9 @@ class DaemonEndpoints:
 
     def environment(self) -> dict[str, Any]:
         """The variables to set and to unset for each served endpoint (tokens included)."""
+        from tokend.ci import endpoints_env as envs
+        from tokend.daemon.endpoints import aws, azure
+
         set_: dict[str, str] = {}
         unset: list[str] = []
         for cloud, live in self._live.items():
