@@ -28,7 +28,7 @@ from typing import Any, ClassVar
 
 from tokend.core import policy
 from tokend.core.credential import Credential
-from tokend.core.errors import ConfigError, SourceUnavailable, TokendError
+from tokend.core.errors import ConfigError, SourceError, SourceUnavailable, TokendError
 from tokend.sources import secretvalue
 from tokend.sources.base import BaseSource, FetchRequest, Option
 from tokend.sources.vault.auth import METHODS, Authenticator, Token
@@ -138,11 +138,7 @@ class VaultSource(BaseSource):
                             raise
                         return self._serve(client, fresh, request.forced)
             except VaultHttpError as e:
-                err = (
-                    secretvalue.not_found(self.what)
-                    if e.status == 404
-                    else e.to_tokend(f"reading {self.what}")
-                )
+                err = self._missing(e) if e.status == 404 else e.to_tokend(f"reading {self.what}")
                 err.profile = self.profile
                 raise err from None
             except TokendError as e:
@@ -151,6 +147,28 @@ class VaultSource(BaseSource):
                 raise
 
     # -- internals ---------------------------------------------------------------------------------
+
+    def _missing(self, e: VaultHttpError) -> SourceError:
+        """The 404 for a read, said clearly: a KV v2 version deleted or destroyed, or nothing there."""
+        data = e.doc.get("data") if isinstance(e.doc, dict) else None
+        meta = data.get("metadata") if isinstance(data, dict) else None
+        if not (isinstance(meta, dict) and self.settings.get("mount") and self.settings["kv_version"] == 2):
+            return secretvalue.not_found(self.what)
+        version = meta.get("version") or self.settings.get("version")
+        mount, path = str(self.settings["mount"]).strip("/"), str(self.settings["path"]).strip("/")
+        which = f"version {version}" if self.settings.get("version") else f"its latest version ({version})"
+        if meta.get("destroyed"):
+            return SourceError(
+                f"{self.what}: {which} was destroyed (its data is gone); pin another version",
+                retryable=False,
+            )
+        if meta.get("deletion_time"):
+            return SourceError(
+                f"{self.what}: {which} was deleted; `bao kv undelete -versions={version} {mount}/{path}` "
+                "restores it, or pin another version",
+                retryable=False,
+            )
+        return secretvalue.not_found(self.what)
 
     def _client(self, deadline: float, timeout: float) -> VaultClient:
         env = self.environ

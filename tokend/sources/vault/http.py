@@ -23,11 +23,12 @@ MAX_MESSAGE = 300
 class VaultHttpError(Exception):
     """Vault answered with an error status; ``errors`` is its ``errors`` list, joined."""
 
-    def __init__(self, status: int, errors: str, path: str) -> None:
+    def __init__(self, status: int, errors: str, path: str, doc: Any = None) -> None:
         super().__init__(f"HTTP {status} for {path}: {errors}")
         self.status = status
         self.errors = errors
         self.path = path
+        self.doc = doc  # the JSON body, if any: a KV v2 404 says there whether the version was deleted
 
     @property
     def denied(self) -> bool:
@@ -130,7 +131,7 @@ class VaultClient:
             if not isinstance(doc, dict):
                 raise SourceError(f"Vault answered {path} with something other than JSON")
             return doc
-        raise VaultHttpError(response.status_code, _errors(doc), path)
+        raise VaultHttpError(response.status_code, _errors(doc), path, doc)
 
 
 def _errors(doc: Any) -> str:
