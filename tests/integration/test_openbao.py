@@ -208,3 +208,52 @@ def test_refresh_after_kv_put_through_the_daemon(sandbox: Sandbox, openbao: Open
     assert (r.status, r.out.strip()) == (0, "first"), r  # cached for its ttl
     r = sandbox.print_("--refresh", "k", env=env)
     assert (r.status, r.out.strip()) == (0, "second"), r
+
+
+def test_short_lived_tokens_are_renewed_not_replaced(sandbox: Sandbox, openbao: OpenBao) -> None:
+    """60 s tokens (token auth and an AppRole login) live on through renewals for 70 s and more."""
+    openbao.enable("approle", "approle", auth=True)
+    openbao.policy("reader", READ_POLICY)
+    openbao.api(
+        "POST",
+        "auth/approle/role/t7",
+        {"token_policies": ["reader"], "token_ttl": "60s", "token_max_ttl": "1h"},
+    )
+    role_id = openbao.api("GET", "auth/approle/role/t7/role-id")["data"]["role_id"]
+    secret_id = openbao.api("POST", "auth/approle/role/t7/secret-id")["data"]["secret_id"]
+    (sandbox.root / "sid").write_text(secret_id)
+    openbao.bao("kv", "put", "secret/t7/key", "value=short")
+    token = openbao.token(ttl="60s", policies=("reader",))
+    sandbox.write_config(
+        vault_profile("tok", openbao, mount="secret", path="t7/key", ttl="1h", token="env:TD_VAULT_TOKEN")
+        + vault_profile(
+            "app",
+            openbao,
+            mount="secret",
+            path="t7/key",
+            ttl="1h",
+            auth="approle",
+            role_id=role_id,
+            secret_id=f"file:{sandbox.root / 'sid'}",
+        )
+    )
+    env = token_env(sandbox, token)
+    daemon = sandbox.start_daemon(env=env)
+    for profile in ("tok", "app"):
+        r = sandbox.print_(profile, env=env)
+        assert (r.status, r.out.strip()) == (0, "short"), r
+    # Renewal is due at about 40 s; by 75 s each token has been renewed at least once and
+    # would be dead (60 s) had it not been.
+    deadline = time.monotonic() + 75
+    while time.monotonic() < deadline:
+        time.sleep(1)
+    log = daemon.log_text()
+    assert "tok: renewed the Vault token" in log, log
+    assert "app: renewed the Vault token" in log, log
+    assert "expired" not in log, log
+    assert log.count("app: logged in to Vault") == 1, log
+    assert float(openbao.token_accessor_lookup(token)["ttl"]) > 0  # still alive
+    for profile in ("tok", "app"):
+        r = sandbox.print_("--refresh", profile, env=env)
+        assert (r.status, r.out.strip()) == (0, "short"), r
+    assert daemon.log_text().count("app: logged in to Vault") == 1

@@ -48,8 +48,15 @@ class Lease:
     renewable: bool
     expires_at: float
     generation: int  # the token generation that created it
+    token_expires_at: float | None  # when that token ends, as last known: the lease ends with it
     kind: str
     fields: Mapping[str, str]
+
+    @property
+    def ends_at(self) -> float:
+        """When Vault revokes it: its own end, or its token's, whichever comes first."""
+        token_end = self.token_expires_at
+        return self.expires_at if token_end is None else min(self.expires_at, token_end)
 
 
 class VaultSource(BaseSource):
@@ -136,6 +143,7 @@ class VaultSource(BaseSource):
                         fresh = self.auth.after_denied(client) if e.denied else None
                         if fresh is None:
                             raise
+                        self._lease = None  # its token was refused: revoked, and its leases with it
                         return self._serve(client, fresh, request.forced)
             except VaultHttpError as e:
                 err = self._missing(e) if e.status == 404 else e.to_tokend(f"reading {self.what}")
@@ -190,11 +198,32 @@ class VaultSource(BaseSource):
     def _serve(self, client: VaultClient, token: Token, forced: bool) -> Credential:
         now = self.clock()
         lease = self._lease
-        if lease is not None and not forced and lease.generation == token.generation:
-            kept = self._keep_or_renew(client, token, lease, now)
+        if lease is not None and not forced:
+            if lease.generation == token.generation:
+                lease = replace(lease, token_expires_at=token.expires_at)  # its token was renewed
+                self._lease = lease
+                kept = self._keep_or_renew(client, token, lease, now)
+            else:
+                kept = self._outliving(lease, token, now)
             if kept is not None:
                 return kept
         return self._read(client, token, now)
+
+    def _outliving(self, lease: Lease, token: Token, now: float) -> Credential | None:
+        """After a new login: the lease read with the old token while that token still lives.
+
+        Vault revokes a token's leases when the token ends (expiry or revocation), not
+        when another token is issued: the secret stays good until then, and a new one
+        is read only when its time is nearly up. It is not renewed (no renewal can take
+        it past its token's end).
+        """
+        left = lease.ends_at - now
+        if left <= min(30.0, lease.duration / 4):
+            log.info(
+                "%s: lease %s ends with the token that read it; reading a new secret", self.profile, lease.id
+            )
+            return None
+        return self._leased(lease, token, now)
 
     def _keep_or_renew(
         self, client: VaultClient, token: Token, lease: Lease, now: float
@@ -251,6 +280,7 @@ class VaultSource(BaseSource):
                 bool(doc.get("renewable")),
                 now + duration,
                 token.generation,
+                token.expires_at,
                 kind,
                 fields,
             )
@@ -263,13 +293,10 @@ class VaultSource(BaseSource):
         return Credential(kind=kind, fields=fields, refresh_at=refresh_at, issued_at=now, source=self.name)
 
     def _leased(self, lease: Lease, token: Token, now: float) -> Credential:
-        expires = lease.expires_at
-        if token.expires_at is not None:
-            expires = min(expires, token.expires_at)  # Vault revokes a token's leases with it
         cred = Credential(
             kind=lease.kind,
             fields=lease.fields,
-            expires_at=expires,
+            expires_at=lease.ends_at,  # Vault revokes a token's leases with it
             issued_at=now,
             source=self.name,
             extra={"lease_id": lease.id},
