@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from tests.integration.conftest import Result, Sandbox
-from tests.integration.openbao import JwtSigner, OpenBao, openbao
+from tests.integration.openbao import ROOT_TOKEN, JwtSigner, OpenBao, bao_binary, openbao
 
 __all__ = ["openbao"]  # a fixture, used by name
 
@@ -62,6 +62,7 @@ def test_token_auth_kv2_latest_and_json_key(sandbox: Sandbox, openbao: OpenBao, 
     bare = openbao.token(policies=("default",))
     r = get(sandbox, "bare", env=token_env(sandbox, bare))
     assert r.status != 0 and "permission denied" in r.err and "t1/openai" in r.err, r
+    assert "check that the token's policies allow it on secret/data/t1/openai" in r.err, r
     assert bare not in r.err + r.out
 
 
@@ -93,22 +94,64 @@ def test_kv2_pinned_versions_deleted_and_destroyed(sandbox: Sandbox, openbao: Op
     assert r.status != 0 and "not found" in r.err, r
 
 
-def test_kv1_and_kv_version_mismatch(sandbox: Sandbox, openbao: OpenBao) -> None:
+def test_kv1_and_wrong_mount_or_kv_version(sandbox: Sandbox, openbao: OpenBao) -> None:
     openbao.enable("kv", "kv1", options={"version": "1"})
     openbao.policy("reader", READ_POLICY)
     openbao.bao("kv", "put", "kv1/t3/db", "username=app", "password=pw-kv1")
+    openbao.bao("kv", "put", "secret/t3/db", "value=v2")
     token = openbao.token(policies=("reader",))
+    profiles = {
+        "v1": {"mount": "kv1", "kv_version": 1},
+        "wrong-v2": {"mount": "kv1"},  # kv_version = 2, the default, on a v1 mount
+        "wrong-v1": {"mount": "secret", "kv_version": 1},
+        "no-mount": {"mount": "nope"},
+        "not-kv": {"mount": "cubbyhole"},
+    }
     sandbox.write_config(
-        vault_profile("v1", openbao, mount="kv1", kv_version=1, path="t3/db", token="env:TD_VAULT_TOKEN")
-        + vault_profile("wrong", openbao, mount="kv1", path="t3/db", token="env:TD_VAULT_TOKEN")
+        "".join(
+            vault_profile(name, openbao, path="t3/db", token="env:TD_VAULT_TOKEN", **settings)
+            for name, settings in profiles.items()
+        )
     )
     env = token_env(sandbox, token)
     r = get(sandbox, "v1", "--format", "json", env=env)
     assert r.status == 0, r
     doc = json.loads(r.out)
     assert (doc["kind"], doc["username"], doc["password"]) == ("basic", "app", "pw-kv1"), doc
-    r = get(sandbox, "wrong", env=env)  # kv_version = 2 (the default) on a v1 mount
-    assert r.status != 0 and "t3/db" in r.err, r
+    r = get(sandbox, "wrong-v2", env=env)
+    assert r.status == 1 and "kv1/ is a KV v1 mount: set kv_version = 1" in r.err, r
+    r = get(sandbox, "wrong-v1", env=env)
+    assert r.status == 1 and "secret/ is a KV v2 mount: set kv_version = 2" in r.err, r
+    r = get(sandbox, "not-kv", env=env)
+    assert r.status == 1 and "cubbyhole/ is a cubbyhole secrets engine, not KV" in r.err, r
+    # A mount the token knows nothing of: Vault's denial, with the hint to check the policy.
+    r = get(sandbox, "no-mount", env=env)
+    assert (
+        r.status == 1 and "permission denied" in r.err and "policies" in r.err and "nope/data/t3/db" in r.err
+    )
+    # With a token that may see every mount: there is none there.
+    r = get(sandbox, "no-mount", "--refresh", env=token_env(sandbox, ROOT_TOKEN))
+    assert (
+        r.status == 1
+        and "'nope/data/t3/db': no secrets engine is mounted there (check mount and path)" in r.err
+    ), r
+
+
+def test_sealed_vault_is_named(sandbox: Sandbox, tmp_path: Path) -> None:
+    binary = bao_binary()
+    assert binary is not None
+    server = OpenBao(binary, tmp_path)  # its own server: sealing it would spoil the module's
+    try:
+        server.bao("kv", "put", "secret/t8/key", "value=v")
+        sandbox.write_config(
+            vault_profile("k", server, mount="secret", path="t8/key", token="env:TD_VAULT_TOKEN")
+        )
+        env = token_env(sandbox, server.token())
+        server.bao("operator", "seal")
+        r = get(sandbox, "k", env=env)
+        assert r.status != 0 and f"Vault is sealed at {server.url}" in r.err, r
+    finally:
+        server.stop()
 
 
 def test_approle_login(sandbox: Sandbox, openbao: OpenBao) -> None:

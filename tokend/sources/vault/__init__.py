@@ -33,6 +33,7 @@ from tokend.sources import secretvalue
 from tokend.sources.base import BaseSource, FetchRequest, Option
 from tokend.sources.vault.auth import METHODS, Authenticator, Token
 from tokend.sources.vault.http import VaultClient, VaultHttpError
+from tokend.sources.vault.kv import mount_mismatch
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +147,7 @@ class VaultSource(BaseSource):
                         self._lease = None  # its token was refused: revoked, and its leases with it
                         return self._serve(client, fresh, request.forced)
             except VaultHttpError as e:
-                err = self._missing(e) if e.status == 404 else e.to_tokend(f"reading {self.what}")
+                err = self._explain(e, deadline, request.timeout)
                 err.profile = self.profile
                 raise err from None
             except TokendError as e:
@@ -156,8 +157,24 @@ class VaultSource(BaseSource):
 
     # -- internals ---------------------------------------------------------------------------------
 
+    def _explain(self, e: VaultHttpError, deadline: float, timeout: float) -> SourceError:
+        """The error for a failed read, naming the setting to change when the mount is the cause."""
+        mount = str(self.settings.get("mount") or "").strip("/")
+        token = self.auth.token
+        if mount and token is not None and e.status in (403, 404):
+            with self._client(deadline, timeout) as client:
+                wrong = mount_mismatch(client, token.value, mount, int(self.settings["kv_version"]))
+            if wrong:
+                return SourceError(f"{self.what}: {wrong}", retryable=False)
+        return self._missing(e) if e.status == 404 else e.to_tokend(f"reading {self.what}")
+
     def _missing(self, e: VaultHttpError) -> SourceError:
         """The 404 for a read, said clearly: a KV v2 version deleted or destroyed, or nothing there."""
+        if "no handler for route" in e.errors:
+            where = "mount and path" if self.settings.get("mount") else "path"
+            return SourceError(
+                f"{self.what}: no secrets engine is mounted there (check {where})", retryable=False
+            )
         data = e.doc.get("data") if isinstance(e.doc, dict) else None
         meta = data.get("metadata") if isinstance(data, dict) else None
         if not (isinstance(meta, dict) and self.settings.get("mount") and self.settings["kv_version"] == 2):
