@@ -272,6 +272,19 @@ def test_short_ttl_tokens_are_renewed_at_two_thirds(world: World) -> None:
     assert [c.token for c in world.fake.calls("auth/token/renew-self")][5:] == [token] * 3
 
 
+def test_a_late_refresh_still_renews_a_live_token(world: World) -> None:
+    world.fake.approle("r", None, Role(ttl=60, max_ttl=3600))
+    world.fake.put_kv2("k", {"v": "kv"})
+    src = world.source(auth="approle", role_id="r", mount="secret", path="k", ttl="1h")
+    fetch(src)
+    world.advance(55)  # 15 s late: 5 s of the token left, inside its margin
+    fetch(src)
+    assert [c.path for c in world.fake.calls("auth/")] == ["auth/approle/login", "auth/token/renew-self"]
+    world.advance(70)  # too late: it is dead, log in again
+    fetch(src)
+    assert [c.path for c in world.fake.calls("auth/")][2:] == ["auth/approle/login"]
+
+
 def test_expired_login_token_logs_in_again(world: World) -> None:
     world.fake.approle("r", None, Role(ttl=600, renewable=False, max_ttl=600))
     world.fake.put_kv2("k", {"v": "kv"})

@@ -175,6 +175,12 @@ class Authenticator:
             return self.obtain(client)
         expires = tok.expires_at
         if expires is not None and expires - now <= tok.margin:
+            if tok.renewable and now < expires - 1:
+                # Late for its renewal (a busy machine, a sleeping laptop) but alive: renewing
+                # keeps its leases, where a new login would let them die with it.
+                renewed = self._renew(client, tok)
+                if renewed is not tok:
+                    return renewed
             log.info("%s: the Vault token has expired; %s", self.profile, self._again)
             return self.obtain(client)
         due = tok.renew_at
