@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from tests.integration.conftest import Result, Sandbox
-from tests.integration.openbao import ROOT_TOKEN, JwtSigner, OpenBao, bao_binary, openbao
+from tests.integration.openbao import ROOT_TOKEN, JwtSigner, OpenBao, bao_binary, openbao, start
 
 __all__ = ["openbao"]  # a fixture, used by name
 
@@ -143,7 +143,7 @@ def test_kv1_and_wrong_mount_or_kv_version(sandbox: Sandbox, openbao: OpenBao) -
 def test_sealed_vault_is_named(sandbox: Sandbox, tmp_path: Path) -> None:
     binary = bao_binary()
     assert binary is not None
-    server = OpenBao(binary, tmp_path)  # its own server: sealing it would spoil the module's
+    server = start(binary, tmp_path)  # its own server: sealing it would spoil the module's
     try:
         server.bao("kv", "put", "secret/t8/key", "value=v")
         sandbox.write_config(

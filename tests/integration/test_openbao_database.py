@@ -105,8 +105,18 @@ def postgres() -> Iterator[Postgres]:
         "--auth-host=scram-sha-256",
         "--no-sync",
     )
-    opts = f"-p {port} -k {sock} -c listen_addresses=127.0.0.1 -c fsync=off"
-    as_postgres(str(bindir / "pg_ctl"), "-D", str(data), "-l", str(root / "log"), "-o", opts, "-w", "start")
+    for attempt in range(3):  # another port when the free one found was taken in the meantime
+        opts = f"-p {port} -k {sock} -c listen_addresses=127.0.0.1 -c fsync=off"
+        try:
+            as_postgres(
+                str(bindir / "pg_ctl"), "-D", str(data), "-l", str(root / "log"), "-o", opts, "-w", "start"
+            )
+            break
+        except AssertionError:
+            if attempt == 2:
+                shutil.rmtree(root, ignore_errors=True)
+                raise
+            port = _free_port()
     try:
         yield Postgres(port, bindir)
     finally:
