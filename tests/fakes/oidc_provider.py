@@ -1,0 +1,111 @@
+"""A real OpenID provider (npm ``oidc-provider``) run by tests: ``oidc_provider(clients)``.
+
+scripts/test installs the package into ``.cache/oidc-provider``; ``unavailable()``
+says why it cannot run here (tests skip, or fail when TOKEND_REQUIRE_E2E=1).
+The provider keeps its state in memory and signs with development keys; it
+accepts only the clients given, each with its exact secret and auth method.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+PACKAGE = REPO / ".cache" / "oidc-provider" / "node_modules" / "oidc-provider"
+SCRIPT = Path(__file__).with_suffix(".mjs")
+RESOURCE = "https://gateway.example.test"
+
+
+def unavailable() -> str | None:
+    if not shutil.which("node"):
+        return "node is not installed"
+    if not (PACKAGE / "package.json").is_file():
+        return f"oidc-provider is not installed in {PACKAGE.parent} (scripts/test installs it)"
+    return None
+
+
+def require() -> None:
+    """Skip the test when the provider cannot run (fail instead in CI, TOKEND_REQUIRE_E2E=1)."""
+    reason = unavailable()
+    if reason is None:
+        return
+    if os.environ.get("TOKEND_REQUIRE_E2E") == "1":
+        pytest.fail(f"TOKEND_REQUIRE_E2E=1 but the OpenID provider cannot run: {reason}")
+    pytest.skip(reason)
+
+
+def node_flags() -> list[str]:
+    """Node 18 (Debian 12's) keeps the Web Crypto global oidc-provider (jose) uses behind a flag."""
+    version = subprocess.run(["node", "--version"], capture_output=True, text=True, timeout=30, check=False)
+    major = version.stdout.strip().lstrip("v").partition(".")[0]
+    return ["--experimental-global-webcrypto"] if major.isdigit() and int(major) < 19 else []
+
+
+@dataclass
+class Provider:
+    issuer: str
+    proc: subprocess.Popen[str]
+    log: Path
+
+    def log_text(self) -> str:
+        return self.log.read_text(errors="replace")
+
+
+def confidential(client_id: str, secret: str, auth: str = "client_secret_basic") -> dict[str, Any]:
+    """A client_credentials client that authenticates with ``secret`` by ``auth`` only."""
+    return {
+        "client_id": client_id,
+        "client_secret": secret,
+        "grant_types": ["client_credentials"],
+        "redirect_uris": [],
+        "response_types": [],
+        "token_endpoint_auth_method": auth,
+        "scope": "ai.invoke",
+    }
+
+
+@contextmanager
+def oidc_provider(clients: Sequence[Mapping[str, Any]], *, access_ttl: int = 600) -> Iterator[Provider]:
+    require()
+    with tempfile.TemporaryDirectory(prefix="tokend-oidc-") as tmp:
+        config = Path(tmp) / "config.json"
+        config.write_text(
+            json.dumps({"clients": list(clients), "resource": RESOURCE, "accessTokenTTL": access_ttl})
+        )
+        log = Path(tmp) / "provider.log"
+        env = {**os.environ, "OIDC_PROVIDER_DIR": str(PACKAGE), "NODE_NO_WARNINGS": "1"}
+        with log.open("w") as err:
+            proc = subprocess.Popen(
+                ["node", *node_flags(), str(SCRIPT), str(config)],
+                stdout=subprocess.PIPE,
+                stderr=err,
+                text=True,
+                env=env,
+            )
+        try:
+            assert proc.stdout is not None
+            line = proc.stdout.readline()
+            if not line.startswith("listening "):
+                proc.kill()
+                proc.wait()
+                raise AssertionError(f"oidc-provider did not start: {line!r}\n{log.read_text()}")
+            yield Provider(issuer=line.split()[1], proc=proc, log=log)
+        finally:
+            if proc.poll() is None:
+                proc.terminate()
+                try:
+                    proc.wait(10)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()

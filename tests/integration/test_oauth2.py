@@ -1,0 +1,142 @@
+"""``source = "oauth2"`` through real ``tokend`` processes against a real OpenID provider (oidc-provider)."""
+
+from __future__ import annotations
+
+import base64
+import json
+import socket
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from tests.fakes.oidc_provider import RESOURCE, Provider, confidential, oidc_provider
+
+from .conftest import Sandbox
+
+SECRET = "s3cret-oauth2-basic-0001"
+POST_SECRET = "s3cret-oauth2-post-0002"
+
+
+@pytest.fixture(scope="module")
+def provider() -> Iterator[Provider]:
+    clients = [confidential("svc", SECRET), confidential("poster", POST_SECRET, "client_secret_post")]
+    with oidc_provider(clients) as p:
+        yield p
+
+
+def claims(jwt: str) -> dict[str, object]:
+    payload = jwt.split(".")[1]
+    decoded: dict[str, object] = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    return decoded
+
+
+def profiles(issuer: str) -> str:
+    return f"""
+        [profiles.gateway]
+        source = "oauth2"
+        issuer = "{issuer}"
+        client_id = "svc"
+        client_secret = "env:GATEWAY_SECRET"
+        scopes = ["ai.invoke"]
+        resource = "{RESOURCE}"
+
+        [profiles.poster]
+        source = "oauth2"
+        token_endpoint = "{issuer}/token"
+        client_id = "poster"
+        client_secret = "file:{{secret_file}}"
+        client_auth = "client_secret_post"
+
+        [profiles.wrong]
+        source = "oauth2"
+        issuer = "{issuer}"
+        client_id = "svc"
+        client_secret = "env:WRONG_SECRET"
+        """
+
+
+@pytest.mark.timeout(120)
+def test_client_credentials_through_the_daemon(sandbox: Sandbox, provider: Provider) -> None:
+    secret_file = sandbox.root / "poster.secret"
+    secret_file.write_text(POST_SECRET + "\n")
+    sandbox.write_config(profiles(provider.issuer).replace("{secret_file}", str(secret_file)))
+    env = sandbox.env(GATEWAY_SECRET=SECRET, WRONG_SECRET=SECRET + "x")
+    daemon = sandbox.start_daemon(env=env)
+
+    r = sandbox.print_("gateway", env=env)
+    assert r.status == 0, r
+    token = r.out.strip()
+    got = claims(token)
+    # A JWT access token for the gateway, issued to the client whose secret was sent.
+    assert (got["aud"], got["client_id"], got["scope"]) == (RESOURCE, "svc", "ai.invoke")
+    again = sandbox.print_("gateway", env=env)
+    assert again.out.strip() == token, "a cached token is served until it nears expiry"
+    status = sandbox.profile_status("gateway")
+    assert status["fetches"] == 1, status
+
+    # client_secret_post, endpoints given without discovery: an opaque token, expiry from expires_in.
+    r = sandbox.tokend("get", "--format", "json", "poster", env=env)
+    assert r.status == 0, r
+    doc = json.loads(r.out)
+    assert doc["kind"] == "bearer" and "." not in doc["token"]
+    left = time.mktime(time.strptime(doc["expires_at"], "%Y-%m-%dT%H:%M:%SZ")) - time.mktime(time.gmtime())
+    assert 300 < left <= 601, doc
+
+    # The provider refuses a wrong secret: one line naming the profile and the client, not retried.
+    r = sandbox.print_("wrong", env=env)
+    assert r.status == 1 and r.out == "", r
+    assert r.err_lines == [
+        "tokend: wrong: the provider refused client 'svc': invalid_client (client authentication failed)"
+    ], r
+    daemon.stop()
+    log = daemon.log_text()
+    assert SECRET not in log and POST_SECRET not in log and token not in log
+
+
+def closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.timeout(120)
+def test_bad_discovery_and_insecure_issuers(sandbox: Sandbox, provider: Provider) -> None:
+    sandbox.write_config(
+        f"""
+        [profiles.down]
+        source = "oauth2"
+        issuer = "http://127.0.0.1:{closed_port()}"
+        client_id = "svc"
+        client_secret = "env:GATEWAY_SECRET"
+
+        [profiles.garbage]
+        source = "oauth2"
+        issuer = "{provider.issuer}/jwks"
+        client_id = "svc"
+        client_secret = "env:GATEWAY_SECRET"
+        """
+    )
+    env = sandbox.env(GATEWAY_SECRET=SECRET)
+    r = sandbox.tokend("get", "--no-daemon", "down", env=env)
+    assert r.status == 1 and r.out == "", r
+    assert "OpenID discovery at http://127.0.0.1:" in r.err and "ConnectionError" in r.err, r
+    r = sandbox.tokend("get", "--no-daemon", "garbage", env=env)
+    assert r.status == 1 and r.out == "", r
+    assert r.err_lines == [
+        f"tokend: garbage: OpenID discovery at {provider.issuer}/jwks/.well-known/openid-configuration "
+        "answered HTTP 404"
+    ], r
+
+    sandbox.write_config(
+        """
+        [profiles.clear]
+        source = "oauth2"
+        issuer = "http://login.example.com/realms/ai"
+        client_id = "svc"
+        client_secret = "env:GATEWAY_SECRET"
+        """
+    )
+    r = sandbox.tokend("get", "--no-daemon", "clear", env=env)
+    assert r.status == 2, r
+    assert "profiles.clear.issuer: plain http only to a loopback address" in r.err, r
