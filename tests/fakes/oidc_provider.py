@@ -8,8 +8,10 @@ accepts only the clients given, each with its exact secret and auth method.
 
 from __future__ import annotations
 
+import html
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -18,6 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import urljoin
 
 import pytest
 
@@ -109,3 +112,68 @@ def oidc_provider(clients: Sequence[Mapping[str, Any]], *, access_ttl: int = 600
                 except subprocess.TimeoutExpired:
                     proc.kill()
                     proc.wait()
+
+
+def public_device_client(client_id: str) -> dict[str, Any]:
+    """A public client (no secret) for the device grant, with refresh tokens (rotated on every use)."""
+    return {
+        "client_id": client_id,
+        "token_endpoint_auth_method": "none",
+        "grant_types": ["urn:ietf:params:oauth:grant-type:device_code", "refresh_token"],
+        "response_types": [],
+        "redirect_uris": [],
+    }
+
+
+def approve_device(
+    verification_uri: str, user_code: str, *, user: str = "alice", timeout: float = 30
+) -> None:
+    """Do what the person does in the browser: the provider's own pages (devInteractions), step by step.
+
+    Enter the code, confirm it, sign in as ``user`` (devInteractions takes any
+    name), consent. Each page's form is read and posted as a browser would.
+    """
+    import requests
+
+    session = requests.Session()
+    page = session.get(verification_uri, timeout=timeout)
+    for _ in range(8):
+        if "<title>Sign-in Success</title>" in page.text:
+            return
+        form = re.search(r'<form[^>]*action="([^"]*)"', page.text)
+        assert form, f"no form on {page.url}: {page.text[:300]}"
+        action = urljoin(page.url, html.unescape(form.group(1)))
+        fields = {
+            name: html.unescape(value)
+            for name, value in re.findall(r'<input[^>]*name="([^"]+)"(?:[^>]*value="([^"]*)")?', page.text)
+        }
+        if "user_code" in fields and not fields["user_code"]:
+            fields["user_code"] = user_code
+        if "login" in fields:
+            fields.update(login=user, password="any")
+        if "confirm" in page.text and "xsrf" in fields and "user_code" in fields and fields["user_code"]:
+            fields["confirm"] = "yes"
+        page = session.post(action, data=fields, timeout=timeout)
+        assert page.status_code == 200, (page.status_code, page.url, page.text[:300])
+    raise AssertionError(f"the device approval did not finish: {page.url}")
+
+
+def refuse_device(verification_uri: str, user_code: str, *, timeout: float = 30) -> None:
+    """The person enters the code and then aborts (the provider's "Cancel")."""
+    import requests
+
+    session = requests.Session()
+    page = session.get(verification_uri, timeout=timeout)
+    for _ in range(4):
+        form = re.search(r'<form[^>]*action="([^"]*)"', page.text)
+        assert form, page.text[:300]
+        fields = dict(re.findall(r'<input[^>]*name="([^"]+)"[^>]*value="([^"]*)"', page.text))
+        fields.setdefault("user_code", user_code)
+        if not fields["user_code"]:
+            fields["user_code"] = user_code
+        if "abort" in page.text:
+            fields["abort"] = "yes"
+            session.post(urljoin(page.url, html.unescape(form.group(1))), data=fields, timeout=timeout)
+            return
+        page = session.post(urljoin(page.url, html.unescape(form.group(1))), data=fields, timeout=timeout)
+    raise AssertionError("no abort button on the device pages")

@@ -4,8 +4,10 @@ Keycloak, Okta, Entra app registrations, Auth0, Dex, Zitadel or a gateway's own
 provider: the endpoints come from ``issuer``'s discovery document or are given
 one by one; the client authenticates with a secret reference (``env:``,
 ``file:``, ``keyring:``; never a literal). ``grant = "client_credentials"``
-asks for a token for the client itself; ``token`` picks the access token or
-the ID token. Authlib builds the requests (docs/sources.md says why).
+asks for a token for the client itself; ``grant = "device_code"`` signs a
+person in once (``tokend login``) and keeps the refresh token in the OS
+keychain, the daemon refreshing silently from then on; ``token`` picks the
+access token or the ID token. Authlib builds the requests (docs/sources.md says why).
 """
 
 from __future__ import annotations
@@ -16,14 +18,18 @@ from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 from tokend.core.credential import Credential
-from tokend.core.errors import ConfigError, TokendError
-from tokend.sources.base import BaseSource, FetchRequest, Option
+from tokend.core.errors import ConfigError, LoginRequired, TokendError, UsageError
+from tokend.sources.base import BaseSource, FetchRequest, LoginContext, Option, owner
+from tokend.sources.oauth2 import device
 from tokend.sources.oauth2.discovery import ENDPOINTS, Discovery, insecure_reason
-from tokend.sources.oauth2.grants import Client, credential, remaining, request_token
+from tokend.sources.oauth2.grants import Client, OAuthRefused, credential, remaining, request_token
+from tokend.sources.oauth2.store import RefreshStore
 from tokend.sources.static import TTL_OPTION
 from tokend.sources.vault.auth import read_ref
 
-GRANTS = ("client_credentials",)
+GRANTS = ("client_credentials", "device_code")
+#: Grants a person signs in for once (``tokend login``); fetches then use the refresh token.
+INTERACTIVE = ("device_code",)
 AUTH_METHODS = ("client_secret_basic", "client_secret_post")
 SECRET_REFS = ("env:", "file:", "keyring:")
 
@@ -63,6 +69,7 @@ class OAuth2Source(BaseSource):
         super().__init__(profile, options, clock=clock)
         self.environ = environ
         self.discovery = Discovery(options)
+        self.store = RefreshStore(owner(profile))
 
     @classmethod
     def validate(cls, profile: str, options: Mapping[str, Any]) -> None:
@@ -111,13 +118,71 @@ class OAuth2Source(BaseSource):
         deadline = time.monotonic() + request.timeout
         client = self.client()
         endpoints = self.discovery.endpoints(remaining(deadline))
-        answer = request_token(
-            client,
-            endpoints.token,
-            timeout=remaining(deadline),
-            grant_type="client_credentials",
-            params=self.target(),
-        )
+        if self.settings["grant"] in INTERACTIVE:
+            answer = self._refresh(client, endpoints.token, remaining(deadline))
+        else:
+            answer = request_token(
+                client,
+                endpoints.token,
+                timeout=remaining(deadline),
+                grant_type="client_credentials",
+                params=self.target(),
+            )
         return credential(
             answer, which=str(self.settings["token"]), now=self.clock(), ttl=float(self.settings["ttl"])
         )
+
+    def _refresh(self, client: Client, url: str, timeout: float) -> dict[str, Any]:
+        """A new access token from the stored refresh token, the rotated one stored at once."""
+        login = f"run: tokend login {owner(self.profile)}"
+        old = self.store.get()
+        if not old:
+            raise LoginRequired(f"not signed in; {login}")
+        try:
+            answer = request_token(
+                client,
+                url,
+                timeout=timeout,
+                grant_type="refresh_token",
+                params={"refresh_token": old, "resource": self.settings.get("resource")},
+            )
+        except OAuthRefused as e:
+            if e.error != "invalid_grant":
+                raise
+            self.store.forget()
+            raise LoginRequired(f"the sign-in has expired or was revoked; {login}") from None
+        new = answer.get("refresh_token")
+        if isinstance(new, str) and new and new != old:
+            self.store.put(new)
+        return answer
+
+    # -- tokend login / logout --------------------------------------------------------------
+
+    supports_login = True
+
+    def login(self, ctx: LoginContext) -> None:
+        if self.settings["grant"] not in INTERACTIVE:
+            raise UsageError(
+                f"grant = {self.settings['grant']!r} needs no sign-in: the client authenticates itself",
+                profile=self.profile,
+            )
+        client = self.client()
+        endpoints = self.discovery.endpoints(min(device.CALL_TIMEOUT, ctx.timeout))
+        if not endpoints.device_authorization:
+            raise UsageError("the provider has no device_authorization_endpoint", profile=self.profile)
+        answer = device.login(
+            ctx,
+            client,
+            device_endpoint=endpoints.device_authorization,
+            token_endpoint=endpoints.token,
+            params=self.target(),
+        )
+        refresh = answer.get("refresh_token")
+        if not isinstance(refresh, str) or not refresh:
+            raise UsageError(
+                'the provider issued no refresh token: add "offline_access" to scopes', profile=self.profile
+            )
+        self.store.put(refresh)
+
+    def logout(self) -> None:
+        self.store.forget()

@@ -1,0 +1,137 @@
+"""``grant = "device_code"``: ``tokend login`` against a real OpenID provider, the refresh token in a
+real Secret Service (gnome-keyring), rotated on every refresh and kept across daemon restarts.
+
+The person's part is played by ``approve_device``/``refuse_device``: HTTP requests through the
+provider's own device pages (enter the code, sign in, consent, or cancel).
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from collections.abc import Iterator, Mapping
+
+import pytest
+import requests
+
+from tests.fakes.oidc_provider import (
+    Provider,
+    approve_device,
+    oidc_provider,
+    public_device_client,
+    refuse_device,
+)
+
+from .conftest import TOKEND, Sandbox, SecretService
+
+PROMPT = re.compile(r"^To sign in for (\S+), open (\S+) and enter the code (\S+)$", re.M)
+
+
+@pytest.fixture(scope="module")
+def provider() -> Iterator[Provider]:
+    with oidc_provider([public_device_client("cli")]) as p:
+        yield p
+
+
+def config(issuer: str) -> str:
+    return f"""
+        [profiles.gateway]
+        source = "oauth2"
+        issuer = "{issuer}"
+        client_id = "cli"
+        grant = "device_code"
+        scopes = ["openid", "offline_access"]
+        """
+
+
+def login(sandbox: Sandbox, env: Mapping[str, str], person: str) -> subprocess.CompletedProcess[str]:
+    """``tokend login gateway --no-browser`` with the person acting on what it prints."""
+    proc = subprocess.Popen(
+        [TOKEND, "login", "gateway", "--no-browser", "--timeout", "90"],
+        env=dict(env),
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert proc.stderr is not None
+        first = proc.stderr.readline()  # printed and flushed before any wait, though stderr is a pipe
+        found = PROMPT.match(first.strip())
+        assert found and found.group(1) == "gateway", first
+        act = approve_device if person == "approve" else refuse_device
+        act(found.group(2), found.group(3))
+        out, err = proc.communicate(timeout=90)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, first + err)
+
+
+def stored(env: Mapping[str, str]) -> str | None:
+    done = subprocess.run(
+        [TOKEND.replace("/tokend", "/python"), "-c",
+         "import keyring; print(keyring.get_password('tokend-oauth2', 'gateway') or '')"],
+        env=dict(env), capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    return done.stdout.strip() or None
+
+
+@pytest.mark.timeout(240)
+def test_device_login_refresh_rotation_across_restarts_and_revocation(
+    sandbox: Sandbox, secret_service: SecretService, provider: Provider
+) -> None:
+    sandbox.write_config(config(provider.issuer))
+    env = secret_service.env
+    daemon = sandbox.start_daemon(env=env)
+
+    r = sandbox.print_("gateway", env=env)
+    assert (r.status, r.out) == (4, ""), r
+    assert r.err_lines == ["tokend: gateway: not signed in; run: tokend login gateway"], r
+
+    done = login(sandbox, env, "approve")
+    assert done.returncode == 0, done
+    assert "gateway: signed in" in done.stderr
+    first_refresh = stored(env)
+    assert first_refresh
+
+    r = sandbox.print_("gateway", env=env)
+    assert r.status == 0 and r.out.strip(), r
+    token = r.out.strip()
+    rotated = stored(env)
+    assert rotated and rotated != first_refresh, "the rotated refresh token replaced the stored one"
+
+    # A new daemon finds the rotated token in the keychain. Had the old one been kept, the provider
+    # would see a used refresh token and revoke the grant: this fetch would be exit 4.
+    daemon.stop()
+    daemon = sandbox.start_daemon(env=env)
+    r = sandbox.print_("gateway", env=env)
+    assert r.status == 0 and r.out.strip() not in ("", token), r
+    latest = stored(env)
+    assert latest and latest != rotated
+
+    # Revoked at the provider: a dead refresh token is exit 4 naming the login to run.
+    daemon.stop()
+    revoked = requests.post(
+        f"{provider.issuer}/token/revocation", data={"client_id": "cli", "token": latest}, timeout=30
+    )
+    assert revoked.status_code == 200, revoked.text
+    daemon = sandbox.start_daemon(env=env)
+    r = sandbox.print_("gateway", env=env)
+    assert (r.status, r.out) == (4, ""), r
+    assert r.err_lines == [
+        "tokend: gateway: the sign-in has expired or was revoked; run: tokend login gateway"
+    ], r
+    daemon.stop()
+    log = daemon.log_text()
+    assert first_refresh not in log and latest not in log and token not in log
+
+
+@pytest.mark.timeout(180)
+def test_consent_denied(sandbox: Sandbox, secret_service: SecretService, provider: Provider) -> None:
+    sandbox.write_config(config(provider.issuer))
+    done = login(sandbox, secret_service.env, "refuse")
+    assert done.returncode == 2, done
+    assert done.stderr.splitlines()[-1] == "tokend: gateway: the sign-in was denied", done
+    assert stored(secret_service.env) is None
