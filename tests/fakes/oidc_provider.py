@@ -20,7 +20,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
 import pytest
 
@@ -177,3 +177,34 @@ def refuse_device(verification_uri: str, user_code: str, *, timeout: float = 30)
             return
         page = session.post(urljoin(page.url, html.unescape(form.group(1))), data=fields, timeout=timeout)
     raise AssertionError("no abort button on the device pages")
+
+
+def public_native_client(client_id: str) -> dict[str, Any]:
+    """A public native client (authorization code + PKCE) whose redirect is 127.0.0.1 on any port."""
+    return {
+        "client_id": client_id,
+        "application_type": "native",
+        "token_endpoint_auth_method": "none",
+        "grant_types": ["authorization_code", "refresh_token"],
+        "response_types": ["code"],
+        "redirect_uris": ["http://127.0.0.1/callback"],
+    }
+
+
+def approve_browser(url: str, *, user: str = "alice", timeout: float = 30) -> str:
+    """Do what the person does in the browser for an authorization URL: sign in, consent, follow the
+    redirect back to the loopback listener. Returns that listener's page."""
+    import requests
+
+    session = requests.Session()
+    page = session.get(url, timeout=timeout)
+    for _ in range(6):
+        if urlsplit(page.url).path == "/callback":
+            return page.text
+        form = re.search(r'<form[^>]*action="([^"]*)"', page.text)
+        assert form, f"no form on {page.url}: {page.text[:300]}"
+        fields = dict(re.findall(r'<input[^>]*name="([^"]+)"[^>]*value="([^"]*)"', page.text))
+        if 'name="login"' in page.text:
+            fields.update(login=user, password="any")
+        page = session.post(urljoin(page.url, html.unescape(form.group(1))), data=fields, timeout=timeout)
+    raise AssertionError(f"the browser sign-in did not finish: {page.url}")

@@ -7,6 +7,8 @@ provider's own device pages (enter the code, sign in, consent, or cancel).
 
 from __future__ import annotations
 
+import base64
+import json
 import re
 import subprocess
 from collections.abc import Iterator, Mapping
@@ -16,31 +18,34 @@ import requests
 
 from tests.fakes.oidc_provider import (
     Provider,
+    approve_browser,
     approve_device,
     oidc_provider,
     public_device_client,
+    public_native_client,
     refuse_device,
 )
 
 from .conftest import TOKEND, Sandbox, SecretService
 
-PROMPT = re.compile(r"^To sign in for (\S+), open (\S+) and enter the code (\S+)$", re.M)
+PROMPT = re.compile(r"^To sign in for (\S+), open (\S+)(?: and enter the code (\S+))?$", re.M)
 
 
 @pytest.fixture(scope="module")
 def provider() -> Iterator[Provider]:
-    with oidc_provider([public_device_client("cli")]) as p:
+    with oidc_provider([public_device_client("cli"), public_native_client("native")]) as p:
         yield p
 
 
-def config(issuer: str) -> str:
+def config(issuer: str, client: str = "cli", grant: str = "device_code", token: str = "access") -> str:
     return f"""
         [profiles.gateway]
         source = "oauth2"
         issuer = "{issuer}"
-        client_id = "cli"
-        grant = "device_code"
+        client_id = "{client}"
+        grant = "{grant}"
         scopes = ["openid", "offline_access"]
+        token = "{token}"
         """
 
 
@@ -59,8 +64,14 @@ def login(sandbox: Sandbox, env: Mapping[str, str], person: str) -> subprocess.C
         first = proc.stderr.readline()  # printed and flushed before any wait, though stderr is a pipe
         found = PROMPT.match(first.strip())
         assert found and found.group(1) == "gateway", first
-        act = approve_device if person == "approve" else refuse_device
-        act(found.group(2), found.group(3))
+        if person == "browser":
+            url = found.group(2)
+            # PKCE S256 and a loopback redirect, as RFC 8252 asks of native apps.
+            assert "code_challenge_method=S256" in url and "redirect_uri=http%3A%2F%2F127.0.0.1%3A" in url
+            assert "Signed in." in approve_browser(url)
+        else:
+            act = approve_device if person == "approve" else refuse_device
+            act(found.group(2), found.group(3))
         out, err = proc.communicate(timeout=90)
     finally:
         if proc.poll() is None:
@@ -135,3 +146,21 @@ def test_consent_denied(sandbox: Sandbox, secret_service: SecretService, provide
     assert done.returncode == 2, done
     assert done.stderr.splitlines()[-1] == "tokend: gateway: the sign-in was denied", done
     assert stored(secret_service.env) is None
+
+
+@pytest.mark.timeout(180)
+def test_authorization_code_with_pkce_serves_the_id_token(
+    sandbox: Sandbox, secret_service: SecretService, provider: Provider
+) -> None:
+    sandbox.write_config(config(provider.issuer, "native", "authorization_code", "id"))
+    env = secret_service.env
+    done = login(sandbox, env, "browser")
+    assert done.returncode == 0, done
+    assert stored(env)
+    daemon = sandbox.start_daemon(env=env)
+    r = sandbox.print_("gateway", env=env)
+    assert r.status == 0, r
+    payload = r.out.split(".")[1]
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    assert (claims["sub"], claims["aud"], claims["iss"]) == ("alice", "native", provider.issuer)
+    daemon.stop()

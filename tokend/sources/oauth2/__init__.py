@@ -20,16 +20,16 @@ from typing import Any, ClassVar
 from tokend.core.credential import Credential
 from tokend.core.errors import ConfigError, LoginRequired, TokendError, UsageError
 from tokend.sources.base import BaseSource, FetchRequest, LoginContext, Option, owner
-from tokend.sources.oauth2 import device
+from tokend.sources.oauth2 import device, loopback
 from tokend.sources.oauth2.discovery import ENDPOINTS, Discovery, insecure_reason
 from tokend.sources.oauth2.grants import Client, OAuthRefused, credential, remaining, request_token
 from tokend.sources.oauth2.store import RefreshStore
 from tokend.sources.static import TTL_OPTION
 from tokend.sources.vault.auth import read_ref
 
-GRANTS = ("client_credentials", "device_code")
+GRANTS = ("client_credentials", "device_code", "authorization_code")
 #: Grants a person signs in for once (``tokend login``); fetches then use the refresh token.
-INTERACTIVE = ("device_code",)
+INTERACTIVE = ("device_code", "authorization_code")
 AUTH_METHODS = ("client_secret_basic", "client_secret_post")
 SECRET_REFS = ("env:", "file:", "keyring:")
 
@@ -168,15 +168,26 @@ class OAuth2Source(BaseSource):
             )
         client = self.client()
         endpoints = self.discovery.endpoints(min(device.CALL_TIMEOUT, ctx.timeout))
-        if not endpoints.device_authorization:
-            raise UsageError("the provider has no device_authorization_endpoint", profile=self.profile)
-        answer = device.login(
-            ctx,
-            client,
-            device_endpoint=endpoints.device_authorization,
-            token_endpoint=endpoints.token,
-            params=self.target(),
-        )
+        if self.settings["grant"] == "authorization_code":
+            if not endpoints.authorization:
+                raise UsageError("the provider has no authorization_endpoint", profile=self.profile)
+            answer = loopback.login(
+                ctx,
+                client,
+                authorization_endpoint=endpoints.authorization,
+                token_endpoint=endpoints.token,
+                params=self.target(),
+            )
+        else:
+            if not endpoints.device_authorization:
+                raise UsageError("the provider has no device_authorization_endpoint", profile=self.profile)
+            answer = device.login(
+                ctx,
+                client,
+                device_endpoint=endpoints.device_authorization,
+                token_endpoint=endpoints.token,
+                params=self.target(),
+            )
         refresh = answer.get("refresh_token")
         if not isinstance(refresh, str) or not refresh:
             raise UsageError(
