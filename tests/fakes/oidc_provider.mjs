@@ -9,6 +9,7 @@ import { createRequire } from "node:module";
 
 const require = createRequire(process.env.OIDC_PROVIDER_DIR + "/package.json");
 const { default: Provider } = await import(require.resolve("oidc-provider"));
+const { jwtVerify, createRemoteJWKSet } = await import(require.resolve("jose"));
 
 const config = JSON.parse(readFileSync(process.argv[2], "utf8"));
 let handler = (req, res) => { res.statusCode = 503; res.end(); };
@@ -24,6 +25,7 @@ const provider = new Provider(issuer, {
     deviceFlow: { enabled: true },
     devInteractions: { enabled: true },
     revocation: { enabled: true },
+    introspection: { enabled: true },
     resourceIndicators: {
       enabled: true,
       // A token for the one API this provider knows, as a signed JWT: the form gateways check.
@@ -36,10 +38,43 @@ const provider = new Provider(issuer, {
     },
   },
   scopes: ["openid", "offline_access", "ai.invoke"],
+  extraTokenClaims: (ctx, token) => (token.exchangedSubject ? { subject: token.exchangedSubject } : undefined),
   ttl: { AccessToken: config.accessTokenTTL || 600, ClientCredentials: config.accessTokenTTL || 600 },
 });
 provider.proxy = false;
 provider.on("server_error", (ctx, err) => console.error("server_error", err));
+// RFC 8693 token exchange, which oidc-provider leaves to the deployment: the subject token must be
+// a JWT this provider signed (checked against its own published keys) for the gateway, issued to a
+// client that config.exchange lists for the exchanging client. The new token names that subject.
+const TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange";
+const jwks = createRemoteJWKSet(new URL(`${issuer}/jwks`));
+provider.registerGrantType(TOKEN_EXCHANGE, async (ctx) => {
+  const { subject_token: subject, subject_token_type: type } = ctx.oidc.params;
+  const refuse = (description) => {
+    ctx.status = 400;
+    ctx.body = { error: "invalid_grant", error_description: description };
+  };
+  if (type !== "urn:ietf:params:oauth:token-type:jwt" && type !== "urn:ietf:params:oauth:token-type:access_token") {
+    return refuse(`unsupported subject_token_type ${type}`);
+  }
+  let payload;
+  try {
+    ({ payload } = await jwtVerify(subject || "", jwks, { issuer, audience: RESOURCE }));
+  } catch (err) {
+    return refuse(`subject_token rejected: ${err.code || err.message}`);
+  }
+  const allowed = (config.exchange || {})[ctx.oidc.client.clientId] || [];
+  if (!allowed.includes(payload.client_id)) return refuse(`subject ${payload.client_id} may not be exchanged`);
+  const token = new ctx.oidc.provider.ClientCredentials({ client: ctx.oidc.client, scope: "ai.invoke" });
+  token.exchangedSubject = payload.client_id; // becomes the token's "subject" claim (extraTokenClaims)
+  ctx.body = {
+    access_token: await token.save(),
+    issued_token_type: "urn:ietf:params:oauth:token-type:access_token",
+    token_type: "Bearer",
+    expires_in: token.expiration,
+  };
+}, new Set(["subject_token", "subject_token_type", "scope", "audience"]));
+
 handler = provider.callback();
 console.log(`listening ${issuer}`);
 process.on("SIGTERM", () => server.close(() => process.exit(0)));

@@ -65,12 +65,20 @@ class Provider:
         return self.log.read_text(errors="replace")
 
 
-def confidential(client_id: str, secret: str, auth: str = "client_secret_basic") -> dict[str, Any]:
-    """A client_credentials client that authenticates with ``secret`` by ``auth`` only."""
+TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
+
+
+def confidential(
+    client_id: str,
+    secret: str,
+    auth: str = "client_secret_basic",
+    grants: Sequence[str] = ("client_credentials",),
+) -> dict[str, Any]:
+    """A confidential client that authenticates with ``secret`` by ``auth`` only."""
     return {
         "client_id": client_id,
         "client_secret": secret,
-        "grant_types": ["client_credentials"],
+        "grant_types": list(grants),
         "redirect_uris": [],
         "response_types": [],
         "token_endpoint_auth_method": auth,
@@ -79,12 +87,25 @@ def confidential(client_id: str, secret: str, auth: str = "client_secret_basic")
 
 
 @contextmanager
-def oidc_provider(clients: Sequence[Mapping[str, Any]], *, access_ttl: int = 600) -> Iterator[Provider]:
+def oidc_provider(
+    clients: Sequence[Mapping[str, Any]],
+    *,
+    access_ttl: int = 600,
+    exchange: Mapping[str, Sequence[str]] | None = None,
+) -> Iterator[Provider]:
+    """The provider, serving ``clients``; ``exchange``: client → the clients whose tokens it may exchange."""
     require()
     with tempfile.TemporaryDirectory(prefix="tokend-oidc-") as tmp:
         config = Path(tmp) / "config.json"
         config.write_text(
-            json.dumps({"clients": list(clients), "resource": RESOURCE, "accessTokenTTL": access_ttl})
+            json.dumps(
+                {
+                    "clients": list(clients),
+                    "resource": RESOURCE,
+                    "accessTokenTTL": access_ttl,
+                    "exchange": {k: list(v) for k, v in (exchange or {}).items()},
+                }
+            )
         )
         log = Path(tmp) / "provider.log"
         env = {**os.environ, "OIDC_PROVIDER_DIR": str(PACKAGE), "NODE_NO_WARNINGS": "1"}

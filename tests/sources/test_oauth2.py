@@ -132,6 +132,16 @@ def test_only_https_or_loopback_http(url: str, ok: bool) -> None:
         ),
         ({"client_secret": None}, "profiles.gw.client_secret: required by the client_credentials grant"),
         ({"token": "id"}, "profiles.gw.token: the client_credentials grant issues no ID token"),
+        (
+            {"grant": "device_code", "issuer": None, "token_endpoint": "https://idp.example.com/token"},
+            "profiles.gw.device_authorization_endpoint: required by grant = 'device_code' without an issuer",
+        ),
+        (
+            {"grant": "authorization_code", "issuer": None, "token_endpoint": "https://idp.example.com/t"},
+            "profiles.gw.authorization_endpoint: required by grant = 'authorization_code' without an issuer",
+        ),
+        ({"grant": "token_exchange"}, "profiles.gw.subject: required by grant = 'token_exchange'"),
+        ({"subject": object()}, "profiles.gw.subject: only for grant = 'token_exchange'"),
     ],
 )
 def test_validate_refuses(kw: dict[str, Any], message: str) -> None:

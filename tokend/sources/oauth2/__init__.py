@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 
 from tokend.core.credential import Credential
 from tokend.core.errors import ConfigError, LoginRequired, TokendError, UsageError
-from tokend.sources.base import BaseSource, FetchRequest, LoginContext, Option, owner
+from tokend.sources.base import BaseSource, Dependency, FetchRequest, LoginContext, Option, owner
 from tokend.sources.oauth2 import device, loopback
 from tokend.sources.oauth2.discovery import ENDPOINTS, Discovery, insecure_reason
 from tokend.sources.oauth2.grants import Client, OAuthRefused, credential, remaining, request_token
@@ -27,11 +27,16 @@ from tokend.sources.oauth2.store import RefreshStore
 from tokend.sources.static import TTL_OPTION
 from tokend.sources.vault.auth import read_ref
 
-GRANTS = ("client_credentials", "device_code", "authorization_code")
+GRANTS = ("client_credentials", "device_code", "authorization_code", "token_exchange")
 #: Grants a person signs in for once (``tokend login``); fetches then use the refresh token.
 INTERACTIVE = ("device_code", "authorization_code")
 AUTH_METHODS = ("client_secret_basic", "client_secret_post")
 SECRET_REFS = ("env:", "file:", "keyring:")
+TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
+TOKEN_TYPE = "urn:ietf:params:oauth:token-type:"
+SUBJECT_TYPES = ("jwt", "access_token", "id_token")
+#: Sources whose profile can be a token exchange's subject: those that serve bearer tokens.
+SUBJECT_SOURCES = ("oauth2", "google", "azure", "command", "env", "file", "keyring")
 
 
 class OAuth2Source(BaseSource):
@@ -52,6 +57,17 @@ class OAuth2Source(BaseSource):
         "scopes": Option("strlist", help='scopes to ask for, e.g. ["openid", "ai.invoke"]'),
         "resource": Option("str", help="RFC 8707 resource indicator: the API the token is for"),
         "audience": Option("str", help="the API the token is for, for providers that call it audience"),
+        "subject": Option(
+            "str",
+            profile_of=SUBJECT_SOURCES,
+            help="grant = token_exchange: the profile whose token is exchanged (RFC 8693)",
+        ),
+        "subject_token_type": Option(
+            "str",
+            default="jwt",
+            choices=SUBJECT_TYPES,
+            help="grant = token_exchange: what the subject token is",
+        ),
         "token": Option(
             "str", default="access", choices=("access", "id"), help="serve the access or the ID token"
         ),
@@ -90,6 +106,26 @@ class OAuth2Source(BaseSource):
                 raise ConfigError(f"{where}.client_secret: required by the client_credentials grant")
             if options.get("token") == "id":
                 raise ConfigError(f"{where}.token: the client_credentials grant issues no ID token")
+        for grant, endpoint in (
+            ("device_code", "device_authorization_endpoint"),
+            ("authorization_code", "authorization_endpoint"),
+        ):
+            if options.get("grant") == grant and not (options.get("issuer") or options.get(endpoint)):
+                raise ConfigError(f"{where}.{endpoint}: required by grant = {grant!r} without an issuer")
+        exchange = options.get("grant") == "token_exchange"
+        if exchange and options.get("subject") is None:
+            raise ConfigError(
+                f"{where}.subject: required by grant = 'token_exchange' (the profile to exchange)"
+            )
+        if not exchange and options.get("subject") is not None:
+            raise ConfigError(f"{where}.subject: only for grant = 'token_exchange'")
+
+    @classmethod
+    def dependencies(cls, profile: str, options: Mapping[str, Any]) -> tuple[Dependency, ...]:
+        subject = options.get("subject")
+        if subject is None:
+            return ()
+        return (Dependency(subject.name, subject.source, subject.options, settings_of=subject.name),)
 
     def client(self) -> Client:
         ref = self.settings.get("client_secret")
@@ -120,6 +156,19 @@ class OAuth2Source(BaseSource):
         endpoints = self.discovery.endpoints(remaining(deadline))
         if self.settings["grant"] in INTERACTIVE:
             answer = self._refresh(client, endpoints.token, remaining(deadline))
+        elif self.settings["grant"] == "token_exchange":
+            subject = request.credential_of(self.settings["subject"].name)
+            answer = request_token(
+                client,
+                endpoints.token,
+                timeout=remaining(deadline),
+                grant_type=TOKEN_EXCHANGE,
+                params={
+                    "subject_token": subject.primary,
+                    "subject_token_type": TOKEN_TYPE + str(self.settings["subject_token_type"]),
+                    **self.target(),
+                },
+            )
         else:
             answer = request_token(
                 client,
