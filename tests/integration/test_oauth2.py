@@ -18,9 +18,36 @@ SECRET = "s3cret-oauth2-basic-0001"
 POST_SECRET = "s3cret-oauth2-post-0002"
 
 
+def rsa_key() -> tuple[str, dict[str, object]]:
+    """A new RSA private key (PEM) and its public JWK."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from joserfc.jwk import RSAKey
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    ).decode()
+    public = RSAKey.import_key(pem).as_dict(private=False)
+    return pem, {**public, "kid": "k1", "use": "sig"}
+
+
+KEY_PEM, KEY_JWK = rsa_key()
+
+
 @pytest.fixture(scope="module")
 def provider() -> Iterator[Provider]:
-    clients = [confidential("svc", SECRET), confidential("poster", POST_SECRET, "client_secret_post")]
+    keyed = {
+        "client_id": "keyed",
+        "grant_types": ["client_credentials"],
+        "redirect_uris": [],
+        "response_types": [],
+        "token_endpoint_auth_method": "private_key_jwt",
+        "token_endpoint_auth_signing_alg": "RS256",
+        "jwks": {"keys": [KEY_JWK]},
+        "scope": "ai.invoke",
+    }
+    clients = [confidential("svc", SECRET), confidential("poster", POST_SECRET, "client_secret_post"), keyed]
     with oidc_provider(clients) as p:
         yield p
 
@@ -140,3 +167,33 @@ def test_bad_discovery_and_insecure_issuers(sandbox: Sandbox, provider: Provider
     r = sandbox.tokend("get", "--no-daemon", "clear", env=env)
     assert r.status == 2, r
     assert "profiles.clear.issuer: plain http only to a loopback address" in r.err, r
+
+
+@pytest.mark.timeout(120)
+def test_private_key_jwt_client(sandbox: Sandbox, provider: Provider) -> None:
+    key_file = sandbox.root / "client.pem"
+    key_file.write_text(KEY_PEM)
+    other_pem, _ = rsa_key()
+    other_file = sandbox.root / "other.pem"
+    other_file.write_text(other_pem)
+    profile = """
+        [profiles.{name}]
+        source = "oauth2"
+        issuer = "{issuer}"
+        client_id = "keyed"
+        client_auth = "private_key_jwt"
+        client_key = "file:{key}"
+        client_key_id = "k1"
+        scopes = ["ai.invoke"]
+        resource = "{resource}"
+        """
+    sandbox.write_config(
+        profile.format(name="keyed", issuer=provider.issuer, key=key_file, resource=RESOURCE)
+        + profile.format(name="forged", issuer=provider.issuer, key=other_file, resource=RESOURCE)
+    )
+    r = sandbox.tokend("get", "--no-daemon", "keyed")
+    assert (r.status, r.err) == (0, ""), r
+    assert claims(r.out.strip())["client_id"] == "keyed"
+    # Signed with a key the client did not register: refused.
+    r = sandbox.tokend("get", "--no-daemon", "forged")
+    assert r.status == 1 and "invalid_client" in r.err, r

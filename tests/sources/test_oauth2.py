@@ -141,6 +141,22 @@ def test_only_https_or_loopback_http(url: str, ok: bool) -> None:
             "profiles.gw.authorization_endpoint: required by grant = 'authorization_code' without an issuer",
         ),
         ({"grant": "token_exchange"}, "profiles.gw.subject: required by grant = 'token_exchange'"),
+        (
+            {"client_auth": "private_key_jwt"},
+            "profiles.gw.client_key: needed with client_auth = 'private_key_jwt'",
+        ),
+        (
+            {"client_key": "file:/k.pem"},
+            "profiles.gw.client_key: needed with client_auth = 'private_key_jwt'",
+        ),
+        (
+            {"client_key": "-----BEGIN", "client_auth": "private_key_jwt"},
+            "profiles.gw.client_key: expected env:VAR",
+        ),
+        (
+            {"client_key": "file:/k.pem", "client_auth": "private_key_jwt"},
+            "profiles.gw.client_secret: a private_key_jwt client has a client_key, no secret",
+        ),
         ({"subject": object()}, "profiles.gw.subject: only for grant = 'token_exchange'"),
     ],
 )

@@ -30,7 +30,7 @@ from tokend.sources.vault.auth import read_ref
 GRANTS = ("client_credentials", "device_code", "authorization_code", "token_exchange")
 #: Grants a person signs in for once (``tokend login``); fetches then use the refresh token.
 INTERACTIVE = ("device_code", "authorization_code")
-AUTH_METHODS = ("client_secret_basic", "client_secret_post")
+AUTH_METHODS = ("client_secret_basic", "client_secret_post", "private_key_jwt")
 SECRET_REFS = ("env:", "file:", "keyring:")
 TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
 TOKEN_TYPE = "urn:ietf:params:oauth:token-type:"
@@ -50,6 +50,11 @@ class OAuth2Source(BaseSource):
         "authorization_endpoint": Option("str", help="the authorization endpoint"),
         "client_id": Option("str", required=True, help="the OAuth client ID"),
         "client_secret": Option("str", help="env:VAR, file:PATH or keyring:USER (omit for a public client)"),
+        "client_key": Option(
+            "str",
+            help="client_auth = private_key_jwt: the PEM private key, as env:VAR, file:PATH or keyring:USER",
+        ),
+        "client_key_id": Option("str", help="client_auth = private_key_jwt: the key's kid, when it has one"),
         "client_auth": Option(
             "str", default="client_secret_basic", choices=AUTH_METHODS, help="how the client secret is sent"
         ),
@@ -101,9 +106,24 @@ class OAuth2Source(BaseSource):
             raise ConfigError(
                 f"{where}.client_secret: expected env:VAR, file:PATH or keyring:USER, not the secret itself"
             )
+        pem = options.get("client_key")
+        if pem and not str(pem).startswith(SECRET_REFS):
+            raise ConfigError(
+                f"{where}.client_key: expected env:VAR, file:PATH or keyring:USER, not the key itself"
+            )
+        if (options.get("client_auth") == "private_key_jwt") != bool(pem):
+            raise ConfigError(
+                f"{where}.client_key: needed with client_auth = 'private_key_jwt', and only then"
+            )
+        if pem and secret:
+            raise ConfigError(f"{where}.client_secret: a private_key_jwt client has a client_key, no secret")
+        secret = secret or pem
         if options.get("grant") == "client_credentials":
             if not secret:
-                raise ConfigError(f"{where}.client_secret: required by the client_credentials grant")
+                raise ConfigError(
+                    f"{where}.client_secret: required by the client_credentials grant "
+                    "(or client_auth = 'private_key_jwt' with a client_key)"
+                )
             if options.get("token") == "id":
                 raise ConfigError(f"{where}.token: the client_credentials grant issues no ID token")
         for grant, endpoint in (
@@ -128,10 +148,16 @@ class OAuth2Source(BaseSource):
         return (Dependency(subject.name, subject.source, subject.options, settings_of=subject.name),)
 
     def client(self) -> Client:
-        ref = self.settings.get("client_secret")
-        secret = read_ref(str(ref), "client_secret", environ=self.environ) if ref else None
+        key = "client_key" if self.settings.get("client_key") else "client_secret"
+        ref = self.settings.get(key)
+        secret = read_ref(str(ref), key, environ=self.environ) if ref else None
         method = str(self.settings["client_auth"]) if secret else "none"
-        return Client(client_id=str(self.settings["client_id"]), secret=secret, auth_method=method)
+        return Client(
+            client_id=str(self.settings["client_id"]),
+            secret=secret,
+            auth_method=method,
+            key_id=self.settings.get("client_key_id"),
+        )
 
     def target(self) -> dict[str, Any]:
         """The token request's scope, resource and audience parameters (None: not sent)."""

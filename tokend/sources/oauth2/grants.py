@@ -31,8 +31,9 @@ class Client:
     """Who asks: the client's id, secret (already resolved) and how it authenticates."""
 
     client_id: str
-    secret: str | None
-    auth_method: str  # client_secret_basic | client_secret_post | none
+    secret: str | None  # private_key_jwt: the PEM private key
+    auth_method: str  # client_secret_basic | client_secret_post | private_key_jwt | none
+    key_id: str | None = None
 
 
 class OAuthRefused(SourceError):
@@ -50,10 +51,16 @@ def request_token(
     import requests
     from authlib.integrations.requests_client import OAuth2Session, OAuthError
 
+    method: Any = client.auth_method
+    if method == "private_key_jwt":
+        from authlib.oauth2.rfc7523 import PrivateKeyJWT
+
+        # A signed assertion (RFC 7523 §2.2) for this token endpoint, good for one request.
+        method = PrivateKeyJWT(url, headers={"kid": client.key_id} if client.key_id else None, alg="RS256")
     session = OAuth2Session(
         client_id=client.client_id,
         client_secret=client.secret,
-        token_endpoint_auth_method=client.auth_method,
+        token_endpoint_auth_method=method,
     )
     # Authlib sends a session's stored token as Authorization: keep none, never follow redirects.
     try:
