@@ -43,6 +43,8 @@ const provider = new Provider(issuer, {
 });
 provider.proxy = false;
 provider.on("server_error", (ctx, err) => console.error("server_error", err));
+// One line per token issued, so tests and benchmarks can count upstream token requests.
+provider.on("grant.success", (ctx) => console.error(`grant.success ${ctx.oidc.params.grant_type}`));
 // RFC 8693 token exchange, which oidc-provider leaves to the deployment: the subject token must be
 // a JWT this provider signed (checked against its own published keys) for the gateway, issued to a
 // client that config.exchange lists for the exchanging client. The new token names that subject.

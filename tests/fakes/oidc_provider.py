@@ -64,6 +64,10 @@ class Provider:
     def log_text(self) -> str:
         return self.log.read_text(errors="replace")
 
+    def grants(self, grant_type: str) -> int:
+        """Tokens issued so far for ``grant_type`` (the provider logs each)."""
+        return self.log_text().count(f"grant.success {grant_type}\n")
+
 
 TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
 

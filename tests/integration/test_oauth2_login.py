@@ -26,7 +26,7 @@ from tests.fakes.oidc_provider import (
     refuse_device,
 )
 
-from .conftest import TOKEND, Sandbox, SecretService
+from .conftest import TOKEND, TOKEND_PRINT, Sandbox, SecretService
 
 PROMPT = re.compile(r"^To sign in for (\S+), open (\S+)(?: and enter the code (\S+))?$", re.M)
 
@@ -97,9 +97,11 @@ def test_device_login_refresh_rotation_across_restarts_and_revocation(
     env = secret_service.env
     daemon = sandbox.start_daemon(env=env)
 
-    r = sandbox.print_("gateway", env=env)
-    assert (r.status, r.out) == (4, ""), r
-    assert r.err_lines == ["tokend: gateway: not signed in; run: tokend login gateway"], r
+    # Twenty callers waiting on a missing sign-in: each is told to log in, none prompts.
+    waiting = sandbox.run_many([[TOKEND_PRINT, "gateway"]] * 20, env=env)
+    assert {(w.status, w.out, w.err) for w in waiting} == {
+        (4, "", "tokend: gateway: not signed in; run: tokend login gateway\n")
+    }, waiting
 
     done = login(sandbox, env, "approve")
     assert done.returncode == 0, done
@@ -107,9 +109,11 @@ def test_device_login_refresh_rotation_across_restarts_and_revocation(
     first_refresh = stored(env)
     assert first_refresh
 
-    r = sandbox.print_("gateway", env=env)
-    assert r.status == 0 and r.out.strip(), r
-    token = r.out.strip()
+    refreshes = provider.grants("refresh_token")
+    served = sandbox.run_many([[TOKEND_PRINT, "gateway"]] * 20, env=env)
+    assert {w.status for w in served} == {0} and len({w.out for w in served}) == 1, served
+    assert provider.grants("refresh_token") == refreshes + 1, "one refresh for twenty callers"
+    token = served[0].out.strip()
     rotated = stored(env)
     assert rotated and rotated != first_refresh, "the rotated refresh token replaced the stored one"
 
