@@ -39,7 +39,11 @@ const provider = new Provider(issuer, {
   },
   scopes: ["openid", "offline_access", "ai.invoke"],
   extraTokenClaims: (ctx, token) => (token.exchangedSubject ? { subject: token.exchangedSubject } : undefined),
-  ttl: { AccessToken: config.accessTokenTTL || 600, ClientCredentials: config.accessTokenTTL || 600 },
+  ttl: {
+    AccessToken: config.accessTokenTTL || 600,
+    ClientCredentials: config.accessTokenTTL || 600,
+    DeviceCode: config.deviceCodeTTL || 600,
+  },
 });
 provider.proxy = false;
 provider.on("server_error", (ctx, err) => console.error("server_error", err));

@@ -96,6 +96,7 @@ def oidc_provider(
     *,
     access_ttl: int = 600,
     exchange: Mapping[str, Sequence[str]] | None = None,
+    device_code_ttl: int = 600,
 ) -> Iterator[Provider]:
     """The provider, serving ``clients``; ``exchange``: client → the clients whose tokens it may exchange."""
     require()
@@ -108,6 +109,7 @@ def oidc_provider(
                     "resource": RESOURCE,
                     "accessTokenTTL": access_ttl,
                     "exchange": {k: list(v) for k, v in (exchange or {}).items()},
+                    "deviceCodeTTL": device_code_ttl,
                 }
             )
         )

@@ -168,3 +168,15 @@ def test_authorization_code_with_pkce_serves_the_id_token(
     claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
     assert (claims["sub"], claims["aud"], claims["iss"]) == ("alice", "native", provider.issuer)
     daemon.stop()
+
+
+@pytest.mark.timeout(120)
+def test_an_expired_device_code(sandbox: Sandbox) -> None:
+    with oidc_provider([public_device_client("cli")], device_code_ttl=3) as short:
+        sandbox.write_config(config(short.issuer))
+        done = sandbox.tokend("login", "gateway", "--no-browser", timeout=60)  # nobody approves
+    assert done.status == 2, done
+    assert done.err_lines[0].startswith("To sign in for gateway, open "), done
+    assert done.err_lines[-1] == (
+        "tokend: gateway: the sign-in code expired before it was approved; run: tokend login gateway"
+    ), done

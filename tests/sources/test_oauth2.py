@@ -20,6 +20,7 @@ from tokend.core.errors import ConfigError, SourceError
 from tokend.sources.oauth2 import OAuth2Source
 from tokend.sources.oauth2.discovery import insecure_reason
 from tokend.sources.oauth2.grants import credential, jwt_exp
+from tokend.sources.oauth2.store import RefreshStore
 
 NOW = 1_800_000_000.0
 SECRET = "s3cret-oauth2-contract"
@@ -201,3 +202,20 @@ def test_without_authlib_one_line_names_the_extra(tmp_path: Path) -> None:
     )
     assert (done.returncode, done.stdout) == (2, "")
     assert done.stderr == "tokend: profile 'gw' needs the oauth2 extra: pipx install 'tokend[oauth2]'\n"
+
+
+def test_in_ci_the_refresh_token_stays_in_memory(monkeypatch: pytest.MonkeyPatch) -> None:
+    import keyring
+
+    def no_keychain(*args: object) -> None:
+        raise AssertionError("CI=true: the keychain must not be touched")
+
+    monkeypatch.setenv("CI", "true")
+    monkeypatch.setattr(keyring, "get_keyring", no_keychain)
+    store, other = RefreshStore("gw-memory"), RefreshStore("other-memory")
+    assert store.get() is None
+    store.put("rt-1")
+    store.put("rt-2")  # a rotated token replaces the stored one
+    assert (store.get(), other.get()) == ("rt-2", None)
+    store.forget()
+    assert store.get() is None

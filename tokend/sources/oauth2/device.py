@@ -97,4 +97,6 @@ def login(
 
 
 def expired(profile: str) -> UsageError:
-    return UsageError(f"the sign-in code expired before it was approved; run: tokend login {profile}")
+    return UsageError(
+        f"the sign-in code expired before it was approved; run: tokend login {profile}", profile=profile
+    )
