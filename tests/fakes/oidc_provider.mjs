@@ -8,7 +8,7 @@ import { createServer } from "node:http";
 import { createRequire } from "node:module";
 
 const require = createRequire(process.env.OIDC_PROVIDER_DIR + "/package.json");
-const { default: Provider } = await import(require.resolve("oidc-provider"));
+const { default: Provider, errors } = await import(require.resolve("oidc-provider"));
 const { jwtVerify, createRemoteJWKSet } = await import(require.resolve("jose"));
 
 const config = JSON.parse(readFileSync(process.argv[2], "utf8"));
@@ -49,28 +49,27 @@ provider.proxy = false;
 provider.on("server_error", (ctx, err) => console.error("server_error", err));
 // One line per token issued, so tests and benchmarks can count upstream token requests.
 provider.on("grant.success", (ctx) => console.error(`grant.success ${ctx.oidc.params.grant_type}`));
-// RFC 8693 token exchange, which oidc-provider leaves to the deployment: the subject token must be
-// a JWT this provider signed (checked against its own published keys) for the gateway, issued to a
-// client that config.exchange lists for the exchanging client. The new token names that subject.
+// RFC 8693 token exchange and the RFC 7523 jwt-bearer grant, which oidc-provider leaves to the
+// deployment: the subject token (the assertion) must be a JWT this provider signed (checked against
+// its own published keys) for the gateway, issued to a client that config.exchange lists for the
+// asking client. The new token names that subject (introspection shows it as "subject").
 const TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange";
+const JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer";
 const jwks = createRemoteJWKSet(new URL(`${issuer}/jwks`));
-provider.registerGrantType(TOKEN_EXCHANGE, async (ctx) => {
-  const { subject_token: subject, subject_token_type: type } = ctx.oidc.params;
-  const refuse = (description) => {
-    ctx.status = 400;
-    ctx.body = { error: "invalid_grant", error_description: description };
-  };
-  if (type !== "urn:ietf:params:oauth:token-type:jwt" && type !== "urn:ietf:params:oauth:token-type:access_token") {
-    return refuse(`unsupported subject_token_type ${type}`);
-  }
+const refuse = (ctx, description) => {
+  const err = new errors.InvalidGrant(description);
+  err.error_description = description; // say why, as a test needs to see
+  throw err;
+};
+async function issueFor(ctx, subject) {
   let payload;
   try {
     ({ payload } = await jwtVerify(subject || "", jwks, { issuer, audience: RESOURCE }));
   } catch (err) {
-    return refuse(`subject_token rejected: ${err.code || err.message}`);
+    return refuse(ctx, `subject token rejected: ${err.code || err.message}`);
   }
   const allowed = (config.exchange || {})[ctx.oidc.client.clientId] || [];
-  if (!allowed.includes(payload.client_id)) return refuse(`subject ${payload.client_id} may not be exchanged`);
+  if (!allowed.includes(payload.client_id)) return refuse(ctx, `subject ${payload.client_id} may not be exchanged`);
   const token = new ctx.oidc.provider.ClientCredentials({ client: ctx.oidc.client, scope: "ai.invoke" });
   token.exchangedSubject = payload.client_id; // becomes the token's "subject" claim (extraTokenClaims)
   ctx.body = {
@@ -79,7 +78,17 @@ provider.registerGrantType(TOKEN_EXCHANGE, async (ctx) => {
     token_type: "Bearer",
     expires_in: token.expiration,
   };
+}
+provider.registerGrantType(TOKEN_EXCHANGE, async (ctx) => {
+  const { subject_token: subject, subject_token_type: type } = ctx.oidc.params;
+  if (type !== "urn:ietf:params:oauth:token-type:jwt" && type !== "urn:ietf:params:oauth:token-type:access_token") {
+    return refuse(ctx, `unsupported subject_token_type ${type}`);
+  }
+  await issueFor(ctx, subject);
 }, new Set(["subject_token", "subject_token_type", "scope", "audience"]));
+provider.registerGrantType(JWT_BEARER, async (ctx) => {
+  await issueFor(ctx, ctx.oidc.params.assertion);
+}, new Set(["assertion", "scope", "audience"]));
 
 handler = provider.callback();
 console.log(`listening ${issuer}`);

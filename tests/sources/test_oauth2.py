@@ -142,6 +142,7 @@ def test_only_https_or_loopback_http(url: str, ok: bool) -> None:
             "profiles.gw.authorization_endpoint: required by grant = 'authorization_code' without an issuer",
         ),
         ({"grant": "token_exchange"}, "profiles.gw.subject: required by grant = 'token_exchange'"),
+        ({"grant": "jwt_bearer"}, "profiles.gw.subject: required by grant = 'jwt_bearer'"),
         (
             {"client_auth": "private_key_jwt"},
             "profiles.gw.client_key: needed with client_auth = 'private_key_jwt'",
@@ -158,7 +159,7 @@ def test_only_https_or_loopback_http(url: str, ok: bool) -> None:
             {"client_key": "file:/k.pem", "client_auth": "private_key_jwt"},
             "profiles.gw.client_secret: a private_key_jwt client has a client_key, no secret",
         ),
-        ({"subject": object()}, "profiles.gw.subject: only for grant = 'token_exchange'"),
+        ({"subject": object()}, "profiles.gw.subject: only for grant = 'token_exchange' or 'jwt_bearer'"),
     ],
 )
 def test_validate_refuses(kw: dict[str, Any], message: str) -> None:

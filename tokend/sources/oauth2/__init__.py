@@ -27,12 +27,15 @@ from tokend.sources.oauth2.store import RefreshStore
 from tokend.sources.static import TTL_OPTION
 from tokend.sources.vault.auth import read_ref
 
-GRANTS = ("client_credentials", "device_code", "authorization_code", "token_exchange")
+GRANTS = ("client_credentials", "device_code", "authorization_code", "token_exchange", "jwt_bearer")
+#: Grants that send another profile's token (``subject``): as subject_token, or as the assertion.
+SUBJECT_GRANTS = ("token_exchange", "jwt_bearer")
 #: Grants a person signs in for once (``tokend login``); fetches then use the refresh token.
 INTERACTIVE = ("device_code", "authorization_code")
 AUTH_METHODS = ("client_secret_basic", "client_secret_post", "private_key_jwt")
 SECRET_REFS = ("env:", "file:", "keyring:")
 TOKEN_EXCHANGE = "urn:ietf:params:oauth:grant-type:token-exchange"
+JWT_BEARER = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 TOKEN_TYPE = "urn:ietf:params:oauth:token-type:"
 SUBJECT_TYPES = ("jwt", "access_token", "id_token")
 #: Sources whose profile can be a token exchange's subject: those that serve bearer tokens.
@@ -65,7 +68,7 @@ class OAuth2Source(BaseSource):
         "subject": Option(
             "str",
             profile_of=SUBJECT_SOURCES,
-            help="grant = token_exchange: the profile whose token is exchanged (RFC 8693)",
+            help="grant = token_exchange / jwt_bearer: the profile whose token is sent (RFC 8693, RFC 7523)",
         ),
         "subject_token_type": Option(
             "str",
@@ -132,13 +135,13 @@ class OAuth2Source(BaseSource):
         ):
             if options.get("grant") == grant and not (options.get("issuer") or options.get(endpoint)):
                 raise ConfigError(f"{where}.{endpoint}: required by grant = {grant!r} without an issuer")
-        exchange = options.get("grant") == "token_exchange"
+        exchange = options.get("grant") in SUBJECT_GRANTS
         if exchange and options.get("subject") is None:
             raise ConfigError(
-                f"{where}.subject: required by grant = 'token_exchange' (the profile to exchange)"
+                f"{where}.subject: required by grant = {options.get('grant')!r} (the profile to send)"
             )
         if not exchange and options.get("subject") is not None:
-            raise ConfigError(f"{where}.subject: only for grant = 'token_exchange'")
+            raise ConfigError(f"{where}.subject: only for grant = 'token_exchange' or 'jwt_bearer'")
 
     @classmethod
     def dependencies(cls, profile: str, options: Mapping[str, Any]) -> tuple[Dependency, ...]:
@@ -194,6 +197,15 @@ class OAuth2Source(BaseSource):
                     "subject_token_type": TOKEN_TYPE + str(self.settings["subject_token_type"]),
                     **self.target(),
                 },
+            )
+        elif self.settings["grant"] == "jwt_bearer":
+            assertion = request.credential_of(self.settings["subject"].name)
+            answer = request_token(
+                client,
+                endpoints.token,
+                timeout=remaining(deadline),
+                grant_type=JWT_BEARER,
+                params={"assertion": assertion.primary, **self.target()},
             )
         else:
             answer = request_token(
