@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import base64
+import http.server
 import json
 import socket
+import threading
 import time
 from collections.abc import Iterator
 
@@ -121,6 +123,32 @@ def test_client_credentials_through_the_daemon(sandbox: Sandbox, provider: Provi
     assert SECRET not in log and POST_SECRET not in log and token not in log
 
 
+class _Garbage(http.server.BaseHTTPRequestHandler):
+    """A server that answers every discovery request 200 with an HTML page (a captive portal, a proxy)."""
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html")
+        self.end_headers()
+        self.wfile.write(b"<html><body>Please sign in to the Wi-Fi</body></html>")
+
+    def log_message(self, format: str, *args: object) -> None:
+        return
+
+
+@pytest.fixture
+def garbage_server() -> Iterator[str]:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Garbage)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(10)
+
+
 def closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -128,7 +156,9 @@ def closed_port() -> int:
 
 
 @pytest.mark.timeout(120)
-def test_bad_discovery_and_insecure_issuers(sandbox: Sandbox, provider: Provider) -> None:
+def test_bad_discovery_and_insecure_issuers(
+    sandbox: Sandbox, provider: Provider, garbage_server: str
+) -> None:
     sandbox.write_config(
         f"""
         [profiles.down]
@@ -137,9 +167,15 @@ def test_bad_discovery_and_insecure_issuers(sandbox: Sandbox, provider: Provider
         client_id = "svc"
         client_secret = "env:GATEWAY_SECRET"
 
-        [profiles.garbage]
+        [profiles.missing]
         source = "oauth2"
         issuer = "{provider.issuer}/jwks"
+        client_id = "svc"
+        client_secret = "env:GATEWAY_SECRET"
+
+        [profiles.garbage]
+        source = "oauth2"
+        issuer = "{garbage_server}"
         client_id = "svc"
         client_secret = "env:GATEWAY_SECRET"
         """
@@ -148,11 +184,17 @@ def test_bad_discovery_and_insecure_issuers(sandbox: Sandbox, provider: Provider
     r = sandbox.tokend("get", "--no-daemon", "down", env=env)
     assert r.status == 1 and r.out == "", r
     assert "OpenID discovery at http://127.0.0.1:" in r.err and "ConnectionError" in r.err, r
+    r = sandbox.tokend("get", "--no-daemon", "missing", env=env)
+    assert r.status == 1 and r.out == "", r
+    assert r.err_lines == [
+        f"tokend: missing: OpenID discovery at {provider.issuer}/jwks/.well-known/openid-configuration "
+        "answered HTTP 404"
+    ], r
     r = sandbox.tokend("get", "--no-daemon", "garbage", env=env)
     assert r.status == 1 and r.out == "", r
     assert r.err_lines == [
-        f"tokend: garbage: OpenID discovery at {provider.issuer}/jwks/.well-known/openid-configuration "
-        "answered HTTP 404"
+        f"tokend: garbage: OpenID discovery at {garbage_server}/.well-known/openid-configuration "
+        "did not answer a JSON object"
     ], r
 
     sandbox.write_config(
