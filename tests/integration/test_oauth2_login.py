@@ -138,6 +138,7 @@ def test_device_login_refresh_rotation_across_restarts_and_revocation(
     assert r.err_lines == [
         "tokend: gateway: the sign-in has expired or was revoked; run: tokend login gateway"
     ], r
+    assert stored(env) is None, "a refused refresh token is dropped from the keychain"
     daemon.stop()
     log = daemon.log_text()
     assert first_refresh not in log and latest not in log and token not in log
@@ -167,6 +168,11 @@ def test_authorization_code_with_pkce_serves_the_id_token(
     payload = r.out.split(".")[1]
     claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
     assert (claims["sub"], claims["aud"], claims["iss"]) == ("alice", "native", provider.issuer)
+
+    out = sandbox.tokend("logout", "gateway", env=env)
+    assert out.status == 0 and stored(env) is None, out
+    r = sandbox.print_("gateway", env=env)
+    assert (r.status, r.err_lines) == (4, ["tokend: gateway: not signed in; run: tokend login gateway"]), r
     daemon.stop()
 
 
