@@ -157,6 +157,21 @@ def test_aws_process_needs_aws(bearer: Credential) -> None:
         formats.render(bearer, "aws-process")
 
 
+def test_aws_sts_is_what_claude_code_reads_from_aws_credential_export(aws: Credential) -> None:
+    doc = json.loads(formats.render(aws, "aws-sts"))
+    assert doc == {
+        "Credentials": {
+            "AccessKeyId": "ASIAEXAMPLEKEYID",
+            "SecretAccessKey": "wJalrXUtnFEMI/K7MDENG/bPxRfiCY",
+            "SessionToken": "FwoGZXIvYXdzEXAMPLE==",
+            "Expiration": EXPIRY_ISO,
+        }
+    }
+    assert formats.min_ttl("aws-sts", None, 60.0) == 16 * 60.0
+    with pytest.raises(UsageError, match="aws-sts"):
+        formats.render(Credential.bearer(TOKEN, expires_at=EXPIRY, source="google"), "aws-sts")
+
+
 @pytest.mark.parametrize("version", ["v1", "v1beta1"])
 def test_exec_credential_echoes_api_version(bearer: Credential, version: str) -> None:
     api = f"client.authentication.k8s.io/{version}"
@@ -204,7 +219,15 @@ def test_unknown_format(bearer: Credential) -> None:
 
 
 def test_every_documented_format_exists() -> None:
-    assert set(formats.RENDERERS) == {"raw", "json", "header", "env", "aws-process", "exec-credential"}
+    assert set(formats.RENDERERS) == {
+        "raw",
+        "json",
+        "header",
+        "env",
+        "aws-process",
+        "aws-sts",
+        "exec-credential",
+    }
 
 
 def test_min_ttl_floor_for_aws_process() -> None:

@@ -82,6 +82,15 @@ def aws_process(cred: Credential, ctx: Mapping[str, str]) -> str:
     return json.dumps(doc) + "\n"
 
 
+def aws_sts(cred: Credential, ctx: Mapping[str, str]) -> str:
+    """``{"Credentials": {...}}``, the shape of ``aws sts assume-role``: what Claude Code's
+    ``awsCredentialExport`` command must print."""
+    if cred.kind != "aws":
+        raise UsageError(f"format 'aws-sts' needs AWS credentials; this profile gives {cred.kind}")
+    doc = {k: v for k, v in json.loads(aws_process(cred, ctx)).items() if k != "Version"}
+    return json.dumps({"Credentials": doc}) + "\n"
+
+
 def exec_credential(cred: Credential, ctx: Mapping[str, str]) -> str:
     api = "client.authentication.k8s.io/v1beta1"
     info = ctx.get("exec_info")
@@ -104,13 +113,14 @@ RENDERERS: Mapping[str, Callable[[Credential, Mapping[str, str]], str]] = {
     "header": header,
     "env": env,
     "aws-process": aws_process,
+    "aws-sts": aws_sts,
     "exec-credential": exec_credential,
 }
 
 
 #: Least life a format's consumer needs. botocore refetches credential_process
 #: output with less than 15 minutes left (its advisory window) on every call.
-FORMAT_MIN_TTL: Mapping[str, float] = {"aws-process": 16 * 60.0}
+FORMAT_MIN_TTL: Mapping[str, float] = {"aws-process": 16 * 60.0, "aws-sts": 16 * 60.0}
 
 
 def min_ttl(fmt: str, requested: float | None, default: float) -> float | None:

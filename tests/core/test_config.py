@@ -135,7 +135,7 @@ def test_table_option_and_choices() -> None:
 def test_unknown_top_level_key() -> None:
     msg = config_error('[profile.x]\nsource = "demo"\n')
     assert msg.startswith("/etc/tokend.toml: profile: unknown key")
-    assert "defaults, hosts, profiles" in msg
+    assert "defaults, endpoints, hosts, profiles" in msg
 
 
 def test_unknown_key_in_defaults() -> None:

@@ -243,7 +243,7 @@ def test_aws_endpoint_refuses_what_it_must(sandbox: Sandbox, moto: MotoServer) -
     doc = run_probe(sandbox, ["aws=role"], env_for(sandbox, moto))
     ok = doc["aws_ok"]
     assert isinstance(ok, list) and ok[0] == 200, doc
-    assert set(json.loads(ok[2])) == {"AccessKeyId", "SecretAccessKey", "Token", "Expiration"}
+    assert set(json.loads(ok[2])) == {"AccessKeyId", "SecretAccessKey", "Token", "Expiration", "AccountId"}
     statuses = {case: answer[0] for case, answer in doc.items() if isinstance(answer, list)}  # type: ignore[misc]
     assert statuses == {
         "aws_ok": 200,

@@ -317,6 +317,7 @@ def default_has_type(opt: Option) -> bool:
 VALID_SAMPLES: dict[str, dict[str, Any]] = {
     "azure-keyvault": {"vault_url": "https://v.vault.azure.net", "name": "x"},
     "gcp-secretmanager": {"name": "projects/p/secrets/s"},
+    "oauth2": {"issuer": "https://login.example.com", "client_secret": "env:X"},
 }
 
 

@@ -250,6 +250,41 @@ def test_token_renewed_then_login_again_at_its_max_ttl(world: World, monkeypatch
     assert [c.path for c in world.fake.calls("auth/")][2:] == ["auth/token/renew-self", "auth/approle/login"]
 
 
+def test_short_ttl_tokens_are_renewed_at_two_thirds(world: World) -> None:
+    """A 60 s token is renewed at 40 s, like a long one: the expiry margin is a quarter of it."""
+    world.fake.approle("r", None, Role(ttl=60, max_ttl=3600))
+    world.fake.put_kv2("k", {"v": "kv"})
+    src = world.source(auth="approle", role_id="r", mount="secret", path="k", ttl="1h")
+    cred = fetch(src)
+    assert cred.refresh_at == world.clock() + 40
+    for _ in range(5):  # 5 minutes of refreshes when due: renewals only, one login
+        world.advance(41)
+        fetch(src)
+    paths = [c.path for c in world.fake.calls("auth/")]
+    assert paths == ["auth/approle/login"] + ["auth/token/renew-self"] * 5, paths
+    token = world.env_token(ttl=60, renewable=True, max_ttl=3600)
+    tok = world.source(token="env:TD_VAULT_TOKEN", mount="secret", path="k", ttl="1h")
+    fetch(tok)
+    for _ in range(3):
+        world.advance(41)
+        fetch(tok)
+    assert len(world.fake.calls("auth/token/lookup-self")) == 1
+    assert [c.token for c in world.fake.calls("auth/token/renew-self")][5:] == [token] * 3
+
+
+def test_a_late_refresh_still_renews_a_live_token(world: World) -> None:
+    world.fake.approle("r", None, Role(ttl=60, max_ttl=3600))
+    world.fake.put_kv2("k", {"v": "kv"})
+    src = world.source(auth="approle", role_id="r", mount="secret", path="k", ttl="1h")
+    fetch(src)
+    world.advance(55)  # 15 s late: 5 s of the token left, inside its margin
+    fetch(src)
+    assert [c.path for c in world.fake.calls("auth/")] == ["auth/approle/login", "auth/token/renew-self"]
+    world.advance(70)  # too late: it is dead, log in again
+    fetch(src)
+    assert [c.path for c in world.fake.calls("auth/")][2:] == ["auth/approle/login"]
+
+
 def test_expired_login_token_logs_in_again(world: World) -> None:
     world.fake.approle("r", None, Role(ttl=600, renewable=False, max_ttl=600))
     world.fake.put_kv2("k", {"v": "kv"})
@@ -281,6 +316,17 @@ def test_revoked_login_token_logs_in_again(world: World) -> None:
     assert [c.path for c in world.fake.calls("auth/")] == ["auth/approle/login", "auth/approle/login"]
 
 
+def test_revoked_token_takes_its_leases_along(world: World) -> None:
+    world.fake.approle("r", None, Role(ttl=900, max_ttl=3600))
+    world.fake.db_roles["app"] = DynamicRole(ttl=3600)
+    src = world.source(auth="approle", role_id="r", path="database/creds/app")
+    first = fetch(src)
+    world.fake.revoke(src.auth.token.value)  # type: ignore[union-attr]
+    second = fetch(src, forced=True)  # a consumer got a 401 with the revoked lease's login
+    assert second.fields != first.fields
+    assert [c.path for c in world.fake.calls("auth/")] == ["auth/approle/login", "auth/approle/login"]
+
+
 # -- faults -------------------------------------------------------------------------------------
 
 
@@ -288,10 +334,16 @@ def test_not_found_names_the_secret(world: World) -> None:
     world.env_token()
     world.fake.put_kv2("gone", {"v": "1"})
     world.fake.delete_kv2("gone")
-    for path in ("missing", "gone"):
+    expected = {
+        "missing": "not found",
+        "gone": ": its latest version (1) was deleted; `bao kv undelete -versions=1 secret/gone` restores it,"
+        " or pin another version",
+    }
+    for path, said in expected.items():
         with pytest.raises(SourceError) as info:
             fetch(world.source(token="env:TD_VAULT_TOKEN", mount="secret", path=path))
-        assert info.value.line() == f"tokend: contract: Vault secret 'secret/data/{path}' not found"
+        sep = "" if said.startswith(":") else " "
+        assert info.value.line() == f"tokend: contract: Vault secret 'secret/data/{path}'{sep}{said}"
         assert not info.value.retryable
 
 
@@ -394,10 +446,16 @@ def test_lease_life_is_capped_by_its_token(world: World) -> None:
     src = world.source(auth="approle", role_id="r", path="database/creds/app")
     first = fetch(src)
     assert first.expires_at == world.clock() + 900  # Vault revokes the lease with the token
-    world.advance(700)  # the token is nearly done: log in again, and the old lease dies with it
+    world.advance(700)  # the token is nearly done: log in again; its lease lives on until it ends
     second = fetch(src)
     assert len(world.fake.calls("auth/approle/login")) == 2
-    assert second.fields != first.fields and not world.fake.calls("sys/leases/renew")
+    assert second.fields == first.fields and second.expires_at == first.expires_at
+    assert len(world.fake.calls("database/creds/app")) == 1 and not world.fake.calls("sys/leases/renew")
+    world.advance(180)  # 20 s before the old token ends (and Vault revokes the lease): a new secret
+    third = fetch(src)
+    assert third.fields != first.fields and len(world.fake.calls("database/creds/app")) == 2
+    assert third.expires_at == world.clock() + 900 - 180  # the new login's token, 180 s old
+    assert len(world.fake.calls("auth/approle/login")) == 2
 
 
 def test_dynamic_secret_json_key(world: World) -> None:

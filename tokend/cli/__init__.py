@@ -12,6 +12,7 @@ from tokend.cli import (
     completion,
     control,
     doctor,
+    endpoints,
     get,
     inject,
     integrate,
@@ -32,6 +33,7 @@ def cli() -> None:
 
 for module in (get, serve, control, secret, login, integrate, service, setup, inject, doctor, completion):
     module.register(cli)
+endpoints.register(cli)
 completion.attach_profile_completion(cli)
 
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from tokend.cli import endpoints
 from tokend.client import control, paths
 from tokend.core import config as config_mod
 from tokend.core.durations import format_duration
@@ -43,6 +44,7 @@ def render_status(doc: dict[str, Any], now: float) -> str:
             if doc.get("config_error")
             else ""
         ),
+        *endpoints.status_lines(doc.get("endpoints") or []),
         "",
     ]
     header = (

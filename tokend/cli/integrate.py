@@ -45,6 +45,10 @@ def register(cli: click.Group) -> None:
     @click.option("--host", help="git: the host whose credentials PROFILE serves (e.g. github.com)")
     @click.option("--location", help="codex, google profile: Vertex AI location (us-central1, global, ...)")
     @click.option("--project", help="codex, google profile: Vertex AI project (default: quota_project)")
+    @click.option(
+        "--vertex", is_flag=True, help="claude: use Vertex AI (PROFILE: the [endpoints] google one)"
+    )
+    @click.option("--bedrock", is_flag=True, help="claude: use Amazon Bedrock (PROFILE: AWS credentials)")
     def integrate(
         consumer: str,
         profile: str,
@@ -52,9 +56,22 @@ def register(cli: click.Group) -> None:
         host: str | None,
         location: str | None,
         project: str | None,
+        vertex: bool,
+        bedrock: bool,
     ) -> None:
         """Point CONSUMER (e.g. codex, claude, aws, kubectl, git) at PROFILE."""
         config.load().profile(profile)  # unknown profile: exit 2 before touching anything
+        if vertex or bedrock:
+            if consumer != "claude" or (vertex and bedrock):
+                raise click.UsageError("--vertex or --bedrock: one of them, for claude only")
+            from tokend.integrations import claude_modes
+
+            mode = "vertex" if vertex else "bedrock"
+            done = claude_modes.apply(
+                mode, profile, helper_path(), dry_run=dry_run, location=location, project=project
+            )
+            click.echo(done)
+            return
         module = importlib.import_module(CONSUMERS[consumer])
         extra = {}
         if host is not None:

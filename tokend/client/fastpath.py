@@ -26,6 +26,7 @@ first use) or, when none can run, fetched in this process.
 
 options:
   -f, --format F       raw (default), json, header, env, aws-process,
+                       aws-sts (Claude Code's awsCredentialExport),
                        exec-credential (kubectl; reads KUBERNETES_EXEC_INFO)
   --min-ttl D          at least this much life left (e.g. 10m), else refetch
   --refresh            a new credential from upstream (rate-limited per profile)

@@ -17,7 +17,7 @@ from typing import Any
 
 from tokend.client import hosts as host_routes
 from tokend.client import paths, trust
-from tokend.core import policy
+from tokend.core import endpoints_config, policy
 from tokend.core.durations import format_duration, parse_duration
 from tokend.core.errors import ConfigError, UnknownProfile
 from tokend.sources import registry
@@ -80,6 +80,10 @@ class Config:
     profiles: Mapping[str, Profile]
     #: ``[hosts]``: git host / registry -> the profile serving it (tokend/client/hosts.py)
     hosts: Mapping[str, host_routes.Route] = field(default_factory=lambda: MappingProxyType({}))
+    #: ``[endpoints]``: cloud -> the profile the daemon serves there (tokend/core/endpoints_config.py)
+    endpoints: Mapping[str, endpoints_config.EndpointEntry] = field(
+        default_factory=lambda: MappingProxyType({})
+    )
 
     def profile(self, name: str) -> Profile:
         try:
@@ -127,7 +131,7 @@ def parse(text: str, path: Path | None) -> Config:
         doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ConfigError(f"{where}: invalid TOML: {e}") from None
-    _check_keys(doc, {"defaults", "profiles", "hosts"}, "", where)
+    _check_keys(doc, {"defaults", "profiles", "hosts", "endpoints"}, "", where)
     defaults = _table(doc.get("defaults", {}), "defaults", where)
     _check_keys(defaults, set(COMMON), "defaults", where)
     base = {k: _convert(defaults.get(k, o.default), o, f"defaults.{k}", where) for k, o in COMMON.items()}
@@ -141,10 +145,12 @@ def parse(text: str, path: Path | None) -> Config:
             )
         profiles[name] = _profile(name, _table(body, keypath, where), base, where, path)
     routes = _hosts(_table(doc.get("hosts", {}), "hosts", where), profiles, where)
+    linked = _link_profiles(profiles, base, where)
     return Config(
         path=path,
-        profiles=MappingProxyType(_link_profiles(profiles, base, where)),
+        profiles=MappingProxyType(linked),
         hosts=MappingProxyType(routes),
+        endpoints=endpoints_config.parse(doc.get("endpoints", {}), linked, where),
     )
 
 

@@ -20,6 +20,7 @@ from tokend.core.broker import Broker, Cancellable
 from tokend.core.logs import setup_logging
 from tokend.daemon import environment, runtime, systemd
 from tokend.daemon.clock import ClockWatcher, Jump
+from tokend.daemon.endpoints.daemonwide import DaemonEndpoints
 from tokend.daemon.notify import LoginNotifier
 from tokend.daemon.server import Connection, Daemon, Limits
 
@@ -160,6 +161,7 @@ async def _main(
             log.info("refreshing after the clock jump: %s", ", ".join(refreshing))
 
     clock = ClockWatcher(on_jump)
+    endpoints = DaemonEndpoints(broker)
     daemon = Daemon(
         broker,
         reload_config=lambda: _load(config_path),
@@ -167,6 +169,7 @@ async def _main(
         request_stop=stop.set,
         socket_path=sock_path,
         limits=Limits(),
+        endpoints=endpoints,
     )
 
     def on_hup() -> None:
@@ -183,6 +186,7 @@ async def _main(
     loop.add_signal_handler(signal.SIGINT, stop.set)
     loop.add_signal_handler(signal.SIGHUP, on_hup)
     server = await loop.create_unix_server(lambda: Connection(daemon), sock=sock, backlog=BACKLOG)
+    endpoints.apply(config.endpoints)
     log.info(
         "tokend %d serving on %s (config: %s)", os.getpid(), sock_path, config.path or "built-in default"
     )
@@ -194,6 +198,7 @@ async def _main(
     log.info("stopping")
     systemd.notify("STOPPING=1\nSTATUS=stopping")
     clock.close()
+    endpoints.close()
     server.close()
     with contextlib.suppress(asyncio.TimeoutError):
         await asyncio.wait_for(server.wait_closed(), SHUTDOWN_GRACE)

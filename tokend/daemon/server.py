@@ -10,7 +10,7 @@ import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from tokend import __version__, formats
 from tokend.client import protocol
@@ -23,6 +23,9 @@ from tokend.core.logs import escape
 from tokend.daemon.configwatch import ConfigWatch
 from tokend.daemon.repeat import RepeatTracker, caller_of
 from tokend.daemon.runtime import peer_cred
+
+if TYPE_CHECKING:
+    from tokend.daemon.endpoints.daemonwide import DaemonEndpoints
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +66,10 @@ class Daemon:
         socket_path: str,
         limits: Limits = Limits(),
         config_path: Path | None = None,
+        endpoints: DaemonEndpoints | None = None,
     ) -> None:
         self.broker = broker
+        self.endpoints = endpoints
         self.limits = limits
         self.socket_path = socket_path
         self._reload_config = reload_config
@@ -83,6 +88,10 @@ class Daemon:
             if op == "status":
                 self._follow_config()
                 return 0, (json.dumps(self.status()) + "\n").encode()
+            if op == "endpoints":
+                self._follow_config()
+                served = self.endpoints.environment() if self.endpoints else {}
+                return 0, (json.dumps(served) + "\n").encode()
             if op == "routes":
                 return self._routes()
             if op == "reload":
@@ -160,6 +169,8 @@ class Daemon:
 
     def _apply(self, config: Config, why: str) -> str:
         dropped = self.broker.reconfigure(config)
+        if self.endpoints is not None:
+            self.endpoints.apply(config.endpoints)
         log.info(
             "configuration %s from %s; dropped: %s",
             why,
@@ -179,6 +190,7 @@ class Daemon:
             "rss_bytes": _rss(),
             "connections": self.connections,
             "profiles": self.broker.status(),
+            "endpoints": self.endpoints.status() if self.endpoints else [],
         }
 
 

@@ -20,13 +20,15 @@ EXTRAS: Mapping[str, str] = {
     "boto3": "aws",
     "botocore": "aws",
     "yaml": "aws",
+    "authlib": "oauth2",
 }
 #: The extra of a built-in source whose SDK comes with more than one extra (requests).
-_SOURCE_EXTRA: Mapping[str, str] = {"vault": "vault", "gcp-secretmanager": "google"}
+_SOURCE_EXTRA: Mapping[str, str] = {"vault": "vault", "gcp-secretmanager": "google", "oauth2": "oauth2"}
 #: Built-in sources that need an extra (plug-ins name the module instead).
 _BUILTIN_EXTRAS = frozenset(
     {"google", "azure", "aws", "aws-secretsmanager", "aws-ssm", "gcp-secretmanager", "azure-keyvault"}
     | {"vault"}
+    | {"oauth2"}
 )
 
 

@@ -30,6 +30,7 @@ BUILTIN: dict[str, str] = {
     "google": "tokend.sources.google:GoogleSource",
     "azure": "tokend.sources.azure:AzureSource",
     "aws": "tokend.sources.aws:AwsSource",
+    "oauth2": "tokend.sources.oauth2:OAuth2Source",
     # Secrets managers (static secrets, Vault's dynamic ones)
     "aws-secretsmanager": "tokend.sources.aws.secrets:AwsSecretsManagerSource",
     "aws-ssm": "tokend.sources.aws.secrets:AwsSsmSource",

@@ -54,7 +54,18 @@ class AwsEndpoint:
             "Token": cred.fields.get("SessionToken", ""),
             "Expiration": utc(expires).strftime("%Y-%m-%dT%H:%M:%SZ"),
         }
-        account = cred.fields.get("AccountId") or cred.extra.get("account_id")
+        account = cred.fields.get("AccountId") or cred.extra.get("account_id") or self._role_account()
         if account:
             body["AccountId"] = str(account)
         return Response(200, json.dumps(body).encode())
+
+    def _role_account(self) -> str | None:
+        """The account of the profile's ``role_arn`` (``arn:PARTITION:iam::ACCOUNT:role/…``): the
+        assumed role's keys belong to it."""
+        try:
+            arn = self._broker.profile(self._profile).options.get("role_arn")
+        except TokendError:  # the profile went away in a reload
+            return None
+        parts = arn.split(":") if isinstance(arn, str) else []
+        ok = len(parts) >= 6 and parts[0] == "arn" and parts[2] in ("iam", "sts") and parts[4].isdigit()
+        return parts[4] if ok and len(parts[4]) == 12 else None

@@ -108,7 +108,7 @@ class GoogleEndpoint:
             if leaf == "":
                 if recursive:
                     return self._json(self._account())
-                return self._text("aliases\nemail\nscopes\ntoken\n")
+                return self._text("aliases\nemail\nidentity\nscopes\ntoken\n")
             if leaf == "email":
                 return self._text(self._id.email)
             if leaf == "aliases":
@@ -117,6 +117,8 @@ class GoogleEndpoint:
                 return self._text("".join(s + "\n" for s in self._id.scopes))
             if leaf == "token":
                 return await self._token(request.query.get("scopes"))
+            if leaf == "identity":
+                return await self._identity(request.query.get("audience", ""))
         return refuse(404, f"no such path: {path}")
 
     async def _token(self, scopes: str | None) -> Response:
@@ -129,6 +131,16 @@ class GoogleEndpoint:
         left = int((cred.expires_at or time.time() + 3600) - time.time())
         body = {"access_token": cred.fields["token"], "expires_in": max(left, 0), "token_type": "Bearer"}
         return self._json(body)
+
+    async def _identity(self, audience: str) -> Response:
+        """An ID token for ``audience``: the profile with ``token = "id"``, one derived profile each."""
+        if not audience:
+            return refuse(400, "non-empty audience parameter required")
+        overrides = {"token": "id", "audience": audience}
+        cred = await self._variants.credential(overrides, what="audiences", refuse=refuse)
+        if isinstance(cred, Response):
+            return cred
+        return self._text(cred.fields["token"])
 
     def _account(self) -> dict[str, object]:
         return {"aliases": ["default"], "email": self._id.email, "scopes": list(self._id.scopes)}

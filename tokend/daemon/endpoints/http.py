@@ -21,6 +21,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import socket
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -113,8 +114,17 @@ class EndpointServer:
         """What clients must send as Host: the loopback address and our port."""
         return f"{HOST}:{self.port}"
 
-    async def start(self) -> None:
-        self._server = await asyncio.start_server(self._connection, HOST, 0, limit=self._limits.max_head)
+    def set_handler(self, handler: Handler) -> None:
+        """Answer later requests through ``handler`` (the daemon's after a reload)."""
+        self._handler = handler
+
+    async def start(self, sock: socket.socket | None = None) -> None:
+        """Listen on ``sock`` (already bound to 127.0.0.1), else on a new ephemeral port."""
+        limit = self._limits.max_head
+        if sock is not None:
+            self._server = await asyncio.start_server(self._connection, sock=sock, limit=limit)
+        else:
+            self._server = await asyncio.start_server(self._connection, HOST, 0, limit=limit)
         self.port = int(self._server.sockets[0].getsockname()[1])
 
     async def close(self) -> None:

@@ -28,11 +28,12 @@ from typing import Any, ClassVar
 
 from tokend.core import policy
 from tokend.core.credential import Credential
-from tokend.core.errors import ConfigError, SourceUnavailable, TokendError
+from tokend.core.errors import ConfigError, SourceError, SourceUnavailable, TokendError
 from tokend.sources import secretvalue
 from tokend.sources.base import BaseSource, FetchRequest, Option
 from tokend.sources.vault.auth import METHODS, Authenticator, Token
 from tokend.sources.vault.http import VaultClient, VaultHttpError
+from tokend.sources.vault.kv import mount_mismatch
 
 log = logging.getLogger(__name__)
 
@@ -48,8 +49,15 @@ class Lease:
     renewable: bool
     expires_at: float
     generation: int  # the token generation that created it
+    token_expires_at: float | None  # when that token ends, as last known: the lease ends with it
     kind: str
     fields: Mapping[str, str]
+
+    @property
+    def ends_at(self) -> float:
+        """When Vault revokes it: its own end, or its token's, whichever comes first."""
+        token_end = self.token_expires_at
+        return self.expires_at if token_end is None else min(self.expires_at, token_end)
 
 
 class VaultSource(BaseSource):
@@ -136,13 +144,10 @@ class VaultSource(BaseSource):
                         fresh = self.auth.after_denied(client) if e.denied else None
                         if fresh is None:
                             raise
+                        self._lease = None  # its token was refused: revoked, and its leases with it
                         return self._serve(client, fresh, request.forced)
             except VaultHttpError as e:
-                err = (
-                    secretvalue.not_found(self.what)
-                    if e.status == 404
-                    else e.to_tokend(f"reading {self.what}")
-                )
+                err = self._explain(e, deadline, request.timeout)
                 err.profile = self.profile
                 raise err from None
             except TokendError as e:
@@ -151,6 +156,44 @@ class VaultSource(BaseSource):
                 raise
 
     # -- internals ---------------------------------------------------------------------------------
+
+    def _explain(self, e: VaultHttpError, deadline: float, timeout: float) -> SourceError:
+        """The error for a failed read, naming the setting to change when the mount is the cause."""
+        mount = str(self.settings.get("mount") or "").strip("/")
+        token = self.auth.token
+        if mount and token is not None and e.status in (403, 404):
+            with self._client(deadline, timeout) as client:
+                wrong = mount_mismatch(client, token.value, mount, int(self.settings["kv_version"]))
+            if wrong:
+                return SourceError(f"{self.what}: {wrong}", retryable=False)
+        return self._missing(e) if e.status == 404 else e.to_tokend(f"reading {self.what}")
+
+    def _missing(self, e: VaultHttpError) -> SourceError:
+        """The 404 for a read, said clearly: a KV v2 version deleted or destroyed, or nothing there."""
+        if "no handler for route" in e.errors:
+            where = "mount and path" if self.settings.get("mount") else "path"
+            return SourceError(
+                f"{self.what}: no secrets engine is mounted there (check {where})", retryable=False
+            )
+        data = e.doc.get("data") if isinstance(e.doc, dict) else None
+        meta = data.get("metadata") if isinstance(data, dict) else None
+        if not (isinstance(meta, dict) and self.settings.get("mount") and self.settings["kv_version"] == 2):
+            return secretvalue.not_found(self.what)
+        version = meta.get("version") or self.settings.get("version")
+        mount, path = str(self.settings["mount"]).strip("/"), str(self.settings["path"]).strip("/")
+        which = f"version {version}" if self.settings.get("version") else f"its latest version ({version})"
+        if meta.get("destroyed"):
+            return SourceError(
+                f"{self.what}: {which} was destroyed (its data is gone); pin another version",
+                retryable=False,
+            )
+        if meta.get("deletion_time"):
+            return SourceError(
+                f"{self.what}: {which} was deleted; `bao kv undelete -versions={version} {mount}/{path}` "
+                "restores it, or pin another version",
+                retryable=False,
+            )
+        return secretvalue.not_found(self.what)
 
     def _client(self, deadline: float, timeout: float) -> VaultClient:
         env = self.environ
@@ -172,11 +215,32 @@ class VaultSource(BaseSource):
     def _serve(self, client: VaultClient, token: Token, forced: bool) -> Credential:
         now = self.clock()
         lease = self._lease
-        if lease is not None and not forced and lease.generation == token.generation:
-            kept = self._keep_or_renew(client, token, lease, now)
+        if lease is not None and not forced:
+            if lease.generation == token.generation:
+                lease = replace(lease, token_expires_at=token.expires_at)  # its token was renewed
+                self._lease = lease
+                kept = self._keep_or_renew(client, token, lease, now)
+            else:
+                kept = self._outliving(lease, token, now)
             if kept is not None:
                 return kept
         return self._read(client, token, now)
+
+    def _outliving(self, lease: Lease, token: Token, now: float) -> Credential | None:
+        """After a new login: the lease read with the old token while that token still lives.
+
+        Vault revokes a token's leases when the token ends (expiry or revocation), not
+        when another token is issued: the secret stays good until then, and a new one
+        is read only when its time is nearly up. It is not renewed (no renewal can take
+        it past its token's end).
+        """
+        left = lease.ends_at - now
+        if left <= min(30.0, lease.duration / 4):
+            log.info(
+                "%s: lease %s ends with the token that read it; reading a new secret", self.profile, lease.id
+            )
+            return None
+        return self._leased(lease, token, now)
 
     def _keep_or_renew(
         self, client: VaultClient, token: Token, lease: Lease, now: float
@@ -233,6 +297,7 @@ class VaultSource(BaseSource):
                 bool(doc.get("renewable")),
                 now + duration,
                 token.generation,
+                token.expires_at,
                 kind,
                 fields,
             )
@@ -245,13 +310,10 @@ class VaultSource(BaseSource):
         return Credential(kind=kind, fields=fields, refresh_at=refresh_at, issued_at=now, source=self.name)
 
     def _leased(self, lease: Lease, token: Token, now: float) -> Credential:
-        expires = lease.expires_at
-        if token.expires_at is not None:
-            expires = min(expires, token.expires_at)  # Vault revokes a token's leases with it
         cred = Credential(
             kind=lease.kind,
             fields=lease.fields,
-            expires_at=expires,
+            expires_at=lease.ends_at,  # Vault revokes a token's leases with it
             issued_at=now,
             source=self.name,
             extra={"lease_id": lease.id},

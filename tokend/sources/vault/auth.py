@@ -5,7 +5,7 @@
 as the vault CLI leaves it). ``approle``, ``jwt`` and ``kubernetes`` log in
 (``auth/MOUNT/login``) with a role and credentials read from such references.
 A token is renewed (``auth/token/renew-self``) once two thirds of its TTL
-have passed; when it cannot be renewed (refused, or its max TTL leaves too
+have passed, however short that TTL; when it cannot be renewed (refused, or its max TTL leaves too
 little) a login method logs in again, which starts a new *generation*: leases
 of the old token die with it, so dynamic secrets are read again.
 """
@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from tokend.core.errors import REDACTOR, ConfigError, LoginRequired, SourceError, SourceUnavailable
@@ -26,7 +26,8 @@ log = logging.getLogger(__name__)
 METHODS = ("token", "approle", "jwt", "kubernetes")
 K8S_TOKEN = "file:/var/run/secrets/kubernetes.io/serviceaccount/token"
 RENEW_FRACTION = 2 / 3
-#: A token with less than this much life left is not used: log in again (or fail) first.
+#: A token with less than this much life left (a quarter of its TTL if that is less) is
+#: not used: log in again (or fail) first.
 EXPIRY_MARGIN = 30.0
 MAX_REF_FILE = 64 * 1024
 
@@ -120,6 +121,11 @@ class Token:
         return None if self.ttl <= 0 else self.issued + self.ttl
 
     @property
+    def margin(self) -> float:
+        """Life a token must have left to be used: 30 s, less for short TTLs (the renewal comes first)."""
+        return min(EXPIRY_MARGIN, self.ttl / 4)
+
+    @property
     def renew_at(self) -> float | None:
         """When to renew it (None: it needs no renewal, or cannot have one)."""
         if self.ttl <= 0 or not self.renewable:
@@ -168,7 +174,13 @@ class Authenticator:
         if tok is None:
             return self.obtain(client)
         expires = tok.expires_at
-        if expires is not None and expires - now <= EXPIRY_MARGIN:
+        if expires is not None and expires - now <= tok.margin:
+            if tok.renewable and now < expires - 1:
+                # Late for its renewal (a busy machine, a sleeping laptop) but alive: renewing
+                # keeps its leases, where a new login would let them die with it.
+                renewed = self._renew(client, tok)
+                if renewed is not tok:
+                    return renewed
             log.info("%s: the Vault token has expired; %s", self.profile, self._again)
             return self.obtain(client)
         due = tok.renew_at
@@ -199,14 +211,19 @@ class Authenticator:
         return fresh
 
     def obtain(self, client: VaultClient) -> Token:
-        """Log in (or read the token and look it up): always a new generation."""
+        """Log in (or read the token and look it up): a new generation unless it is the same token."""
         self._generation += 1
         now = self.clock()
         if self.method == "token":
             tok = self._lookup(client, self._static_token(), now)
         else:
             tok = self._login(client, now)
-        old, self.token = self.token, tok
+        old = self.token
+        if old is not None and old.value == tok.value:
+            # The same token read again: its leases are still its own.
+            self._generation -= 1
+            tok = replace(tok, generation=old.generation)
+        self.token = tok
         if old is not None and old.value != tok.value:
             REDACTOR.discard([old.value])  # one token per login: the set must not grow for ever
         return tok

@@ -7,6 +7,7 @@ and ``X-Vault-Token`` when authenticated; the token never goes into a URL.
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
@@ -17,17 +18,20 @@ if TYPE_CHECKING:
     import requests
 
 CONNECT_CAP = 5.0
+_MULTIERROR = re.compile(r"^\d+ errors? occurred: \* ")
 MAX_MESSAGE = 300
 
 
 class VaultHttpError(Exception):
     """Vault answered with an error status; ``errors`` is its ``errors`` list, joined."""
 
-    def __init__(self, status: int, errors: str, path: str) -> None:
+    def __init__(self, status: int, errors: str, path: str, doc: Any = None, address: str = "") -> None:
         super().__init__(f"HTTP {status} for {path}: {errors}")
         self.status = status
         self.errors = errors
         self.path = path
+        self.address = address
+        self.doc = doc  # the JSON body, if any: a KV v2 404 says there whether the version was deleted
 
     @property
     def denied(self) -> bool:
@@ -41,9 +45,13 @@ class VaultHttpError(Exception):
     def to_tokend(self, doing: str) -> SourceError:
         detail = self.errors or "no error details"
         if self.status == 403:
-            return SourceError(f"permission denied {doing}: {detail}", retryable=False)
+            return SourceError(
+                f"permission denied {doing}: {detail} "
+                f"(check that the token's policies allow it on {self.path})",
+                retryable=False,
+            )
         if self.status == 503 and "sealed" in detail.lower():
-            return SourceError(f"Vault is sealed ({doing})")
+            return SourceError(f"Vault is sealed at {self.address or 'its address'} ({doing})")
         return SourceError(
             f"Vault answered HTTP {self.status} {doing}: {detail}",
             retryable=not self.refused,
@@ -130,7 +138,7 @@ class VaultClient:
             if not isinstance(doc, dict):
                 raise SourceError(f"Vault answered {path} with something other than JSON")
             return doc
-        raise VaultHttpError(response.status_code, _errors(doc), path)
+        raise VaultHttpError(response.status_code, _errors(doc), path, doc, self.address)
 
 
 def _errors(doc: Any) -> str:
@@ -138,4 +146,5 @@ def _errors(doc: Any) -> str:
     if not isinstance(errors, list):
         return ""
     text = "; ".join(" ".join(str(e).split()) for e in errors if e)
+    text = _MULTIERROR.sub("", text)  # "1 error occurred: * permission denied": Go's multierror wrapping
     return text if len(text) <= MAX_MESSAGE else text[: MAX_MESSAGE - 1] + "…"
