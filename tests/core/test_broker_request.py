@@ -221,3 +221,12 @@ def test_credentials_loaded_from_the_shared_cache_are_redacted(
     assert token(reader.broker.get("p")) == value  # from the file, no fetch
     assert reader.sources.calls("p") == 0
     assert value not in scrub(f"an upstream echoed {value}")
+
+
+def test_a_refresh_after_a_demand_beyond_min_ttl_still_reaches_upstream(h: Harness) -> None:
+    # --min-ttl 10m on a cold cache, then a 401 seconds later: --refresh is not rate-limited by the demand
+    first = h.broker.get("p", min_ttl=600)
+    h.clock.advance(5)
+    renewed = h.broker.get("p", force=True)
+    assert renewed is not first
+    assert h.sources.calls("p") == 2

@@ -150,10 +150,12 @@ class CredentialCache:
                 # This caller wants more life than the profile's callers (--min-ttl,
                 # a format's floor): upstream may not give that much, so such demands
                 # reach it no more often than forced refreshes while the cache is healthy.
+                # (A --refresh after such a demand is another matter: a consumer got a 401.)
                 healthy = entry.servable(now, profile.min_ttl) is not None
-                if healthy and now - entry.last_forced < profile.refresh_limit:
+                last_asked = max(entry.last_demand, entry.last_forced)
+                if healthy and now - last_asked < profile.refresh_limit:
                     raise self._unmet(entry, now, ttl)
-                entry.last_forced = now
+                entry.last_demand = now
             return self._start_fetch(entry, now, forced=False, min_ttl=ttl)
 
     def _unmet(self, entry: Entry, now: float, ttl: float) -> SourceError:

@@ -31,7 +31,8 @@ class Entry:
     timer: Cancellable | None = None
     next_refresh: float | None = None
     last_refresh: float | None = None
-    last_forced: float = -math.inf
+    last_forced: float = -math.inf  # --refresh reaching upstream
+    last_demand: float = -math.inf  # a min_ttl above the profile's reaching upstream
     last_used: float = 0.0
     failures: int = 0
     last_error: str | None = None
