@@ -224,9 +224,24 @@ def test_a_client_cannot_forge_a_log_line(sandbox: Sandbox) -> None:
         {"profile": "demo\n" + forged, "repeat_caller": "4242"},
         {"profile": "demo\r\n" + forged, "repeat_caller": "4243"},
     ]
-    for fields in requests:
-        for _ in range(2):  # the second time is the repeat that gets logged
-            _request(daemon.socket_path, protocol.encode_request("get", fields))
+    # Sent from a child of this (non-shell) process: the daemon finds the caller
+    # in /proc past shells, and this test's own ancestors may all be shells.
+    lines_sent = [protocol.encode_request("get", fields) for fields in requests for _ in range(2)]
+    sender = textwrap.dedent(
+        """
+        import socket, sys
+        for line in sys.argv[2:]:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+                s.settimeout(10)
+                s.connect(sys.argv[1])
+                s.sendall(line.encode("latin-1"))
+                s.shutdown(socket.SHUT_WR)
+                while s.recv(4096):
+                    pass
+        """
+    )
+    args = [line.decode("latin-1") for line in lines_sent]  # the second time is the repeat that gets logged
+    subprocess.run([sys.executable, "-c", sender, daemon.socket_path, *args], check=True, timeout=60)
     assert sandbox.print_("demo").status == 0
     lines = daemon.log_text().splitlines()
     assert not [line for line in lines if line.startswith(forged)], lines
