@@ -36,16 +36,22 @@ def command(profile: str, helper: str) -> str:
     return f"{shlex.quote(helper)} {shlex.quote(profile)} --min-ttl {MIN_TTL} {REPEAT_FLAG}"
 
 
+def load_settings(text: str, where: str) -> dict[str, Any]:
+    """Claude Code's settings JSON as a dict (empty text: none); ConfigError naming ``where``."""
+    if not text.strip():
+        return {}
+    try:
+        doc = json.loads(text)
+    except ValueError as e:
+        raise ConfigError(f"{where}: not valid JSON ({e}); fix it, then run this again") from None
+    if not isinstance(doc, dict):
+        raise ConfigError(f"{where}: expected a JSON object")
+    return doc
+
+
 def render(text: str, profile: str, helper: str, *, where: str = "settings.json") -> str:
     """``text`` (Claude Code settings JSON) with ``apiKeyHelper`` pointing at tokend."""
-    doc: Any = {}
-    if text.strip():
-        try:
-            doc = json.loads(text)
-        except ValueError as e:
-            raise ConfigError(f"{where}: not valid JSON ({e}); fix it, then run this again") from None
-        if not isinstance(doc, dict):
-            raise ConfigError(f"{where}: expected a JSON object")
+    doc = load_settings(text, where)
     doc[KEY] = command(profile, helper)
     return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
 

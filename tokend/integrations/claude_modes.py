@@ -48,14 +48,7 @@ def export_command(profile: str, helper: str) -> str:
 
 
 def _load(text: str, where: str) -> dict[str, Any]:
-    if not text.strip():
-        return {}
-    try:
-        doc = json.loads(text)
-    except ValueError as e:
-        raise ConfigError(f"{where}: not valid JSON ({e}); fix it, then run this again") from None
-    if not isinstance(doc, dict):
-        raise ConfigError(f"{where}: expected a JSON object")
+    doc = claude.load_settings(text, where)
     env = doc.get("env", {})
     if not isinstance(env, dict):
         raise ConfigError(f"{where}: env: expected a JSON object")
