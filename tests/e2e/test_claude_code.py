@@ -13,89 +13,15 @@ Without npm or the registry the test is skipped, or fails when
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import subprocess
-import tempfile
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
+from tests.e2e.clients import CLAUDE_OFFLINE
 from tests.fakes.anthropic_api import FakeAnthropicApi
 from tests.integration.conftest import TOKEND_PRINT, Result, Sandbox
 
-REPO = Path(__file__).resolve().parents[2]
-CACHE = REPO / ".cache" / "claude-code"
-VERSION = os.environ.get("TOKEND_CLAUDE_CODE_VERSION", "2.1.197")
-CLAUDE = CACHE / "node_modules" / ".bin" / "claude"
-PACKAGE = "@anthropic-ai/claude-code"
-
-#: Keeps Claude Code off the network but for ANTHROPIC_BASE_URL, and quiet.
-OFFLINE = {
-    "DISABLE_TELEMETRY": "1",
-    "DISABLE_AUTOUPDATER": "1",
-    "DISABLE_ERROR_REPORTING": "1",
-    "DISABLE_BUG_COMMAND": "1",
-    "DISABLE_NON_ESSENTIAL_MODEL_CALLS": "1",
-    "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
-    "CLAUDE_CODE_DISABLE_TERMINAL_TITLE": "1",
-    "CLAUDE_CODE_DISABLE_FEEDBACK_SURVEY": "1",
-    "CLAUDE_CODE_DISABLE_AUTO_MEMORY": "1",
-    "CLAUDE_CODE_DISABLE_CLAUDE_MDS": "1",
-    "CLAUDE_CODE_MAX_RETRIES": "3",
-}
-
-
-def _unavailable(reason: str) -> None:
-    if os.environ.get("TOKEND_REQUIRE_E2E") == "1":
-        pytest.fail(f"TOKEND_REQUIRE_E2E=1 but Claude Code is unavailable: {reason}")
-    pytest.skip(reason)
-
-
-def _installed_version() -> str | None:
-    if not CLAUDE.exists():
-        return None
-    try:
-        out = subprocess.run([str(CLAUDE), "--version"], capture_output=True, text=True, timeout=60)
-    except OSError:
-        return None
-    return out.stdout.split()[0] if out.returncode == 0 and out.stdout.strip() else None
-
-
-@pytest.fixture(scope="module")
-def claude() -> str:
-    """Path of the ``claude`` executable, installed from npm on first use."""
-    if _installed_version() == VERSION:
-        return str(CLAUDE)
-    npm = shutil.which("npm")
-    if npm is None:
-        _unavailable("npm is not installed (apt-get install npm, or install Node.js)")
-        raise AssertionError("unreachable")
-    CACHE.mkdir(parents=True, exist_ok=True)
-    try:
-        proc = subprocess.run(
-            [npm, "install", "--prefix", str(CACHE), "--no-audit", "--no-fund", f"{PACKAGE}@{VERSION}"],
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
-    except subprocess.TimeoutExpired:
-        _unavailable(f"npm install {PACKAGE} did not finish within 10 minutes")
-        raise AssertionError("unreachable") from None
-    if proc.returncode != 0 or _installed_version() != VERSION:
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
-        _unavailable(f"npm install {PACKAGE}@{VERSION} failed: {' | '.join(tail)}")
-    return str(CLAUDE)
-
-
-@pytest.fixture
-def sandbox() -> Iterator[Sandbox]:
-    box = Sandbox(Path(tempfile.mkdtemp(prefix="td", dir="/tmp")))
-    try:
-        yield box
-    finally:
-        box.cleanup()
+OFFLINE = CLAUDE_OFFLINE
 
 
 def _env(sandbox: Sandbox, api: FakeAnthropicApi) -> dict[str, str]:
@@ -119,9 +45,7 @@ def _ask(claude: str, sandbox: Sandbox, env: dict[str, str]) -> Result:
 
 
 @pytest.mark.timeout(300)
-def test_claude_code_gets_a_new_key_after_a_401_and_shares_the_cache(
-    claude: str, sandbox: Sandbox
-) -> None:
+def test_claude_code_gets_a_new_key_after_a_401_and_shares_the_cache(claude: str, sandbox: Sandbox) -> None:
     up = sandbox.upstream("anthropic")
     # refresh_limit: the first fetch asks for --min-ttl 10m, more than the
     # profile's min_ttl, and so counts as a forced one; the revocation below

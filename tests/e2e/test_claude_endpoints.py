@@ -12,77 +12,23 @@ scripts/test installs it.
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
+from tests.e2e.clients import CLAUDE_OFFLINE
 from tests.fakes.anthropic_vertex import FakeVertexAnthropic
 from tests.fakes.aws_moto import BASE_KEY_ID, MotoServer, moto_server
 from tests.fakes.bedrock_runtime import FakeBedrockRuntime
-from tests.fakes.google import FakeGoogle, fake_google
+from tests.fakes.google import FakeGoogle
 from tests.integration.conftest import Sandbox
 from tests.integration.test_endpoints_aws import TOML as AWS_TOML
 from tests.integration.test_endpoints_aws import env_for as aws_env_for
 from tests.integration.test_endpoints_security import setup_google_azure
 
-ROOT = Path(__file__).resolve().parents[2]
-#: Keeps Claude Code off the network but for the fake Vertex, and quiet.
-OFFLINE = {
-    "DISABLE_TELEMETRY": "1",
-    "DISABLE_AUTOUPDATER": "1",
-    "DISABLE_ERROR_REPORTING": "1",
-    "DISABLE_BUG_COMMAND": "1",
-    "DISABLE_NON_ESSENTIAL_MODEL_CALLS": "1",
-    "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1",
-    "CLAUDE_CODE_MAX_RETRIES": "2",
-}
-
-
-def _roots() -> list[Path]:
-    """This checkout and, for a git worktree, its main checkout (where .cache/ may live)."""
-    roots = [ROOT]
-    common = subprocess.run(
-        ["git", "-C", str(ROOT), "rev-parse", "--path-format=absolute", "--git-common-dir"],
-        capture_output=True,
-        text=True,
-    )
-    if common.returncode == 0 and common.stdout.strip():
-        roots.append(Path(common.stdout.strip()).parent)
-    return roots
-
-
-@pytest.fixture(scope="module")
-def claude() -> str:
-    for root in _roots():
-        found = root / ".cache" / "claude-code" / "node_modules" / ".bin" / "claude"
-        if found.exists():
-            return str(found)
-    script = ROOT / "scripts" / "test"
-    required = script.exists() and "claude-code" in script.read_text()
-    if required and os.environ.get("TOKEND_REQUIRE_E2E") == "1":
-        pytest.fail(
-            "TOKEND_REQUIRE_E2E=1 but Claude Code is not in .cache/claude-code (scripts/test installs it)"
-        )
-    pytest.skip("Claude Code is not installed in .cache/claude-code (scripts/test installs it)")
-
-
-@pytest.fixture
-def google() -> Iterator[FakeGoogle]:
-    yield from fake_google()
-
-
-@pytest.fixture
-def sandbox() -> Iterator[Sandbox]:
-    box = Sandbox(Path(tempfile.mkdtemp(prefix="td", dir="/tmp")))
-    try:
-        yield box
-    finally:
-        box.cleanup()
+OFFLINE = CLAUDE_OFFLINE
 
 
 def _free_port() -> int:
@@ -126,9 +72,9 @@ def test_claude_code_on_vertex_gets_its_token_from_the_daemon(
         seen = list(vertex.seen)
     assert proc.returncode == 0, (proc.stdout[-1000:], proc.stderr[-2000:], seen)
     assert "pong from vertex" in proc.stdout
-    served = [s for s in seen if s[2] == 200]
-    assert served and all(s[1] == google.tokens()[0] for s in served), seen
-    assert "/projects/proj/locations/us-east5/publishers/anthropic/models/" in served[0][0]
+    served = [s for s in seen if s.status == 200]
+    assert served and all(s.key == google.tokens()[0] for s in served), seen
+    assert "/projects/proj/locations/us-east5/publishers/anthropic/models/" in served[0].path
     assert len(google.tokens()) == 1  # the daemon's one fetch
     rows = sandbox.status(env)["endpoints"]
     assert isinstance(rows, list) and rows[0]["cloud"] == "google" and rows[0]["requests"] >= 1
@@ -183,8 +129,8 @@ def test_claude_code_on_bedrock_signs_with_the_keys_tokend_served(
         seen = list(bedrock.seen)
     assert proc.returncode == 0, (proc.stdout[-1000:], proc.stderr[-2000:], seen)
     assert "pong from bedrock" in proc.stdout
-    assert any(s[0].endswith("/invoke-with-response-stream") and s[2] == 200 for s in seen), seen
-    assert all(s[1] == served["AccessKeyId"] for s in seen), seen  # every request signed with tokend's keys
+    assert any(s.path.endswith("/invoke-with-response-stream") and s.status == 200 for s in seen), seen
+    assert all(s.key == served["AccessKeyId"] for s in seen), seen  # every request signed with tokend's keys
     assumed = [c for c in moto.calls() if c.get("Action") == "AssumeRole"]
     assert len(assumed) == 1 and assumed[0]["_signer"] == BASE_KEY_ID
     assert served["AccessKeyId"] != BASE_KEY_ID

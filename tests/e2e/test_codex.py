@@ -11,79 +11,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import subprocess
-import tempfile
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import tomlkit
 
-from tests.fakes.google import FakeGoogle, fake_google
+from tests.fakes.google import FakeGoogle
 from tests.fakes.responses_api import FakeResponsesApi
 from tests.integration.conftest import TOKEND_PRINT, Result, Sandbox
-
-REPO = Path(__file__).resolve().parents[2]
-CACHE = REPO / ".cache" / "codex"
-VERSION = os.environ.get("TOKEND_CODEX_VERSION", "0.169.0")
-CODEX = CACHE / "node_modules" / ".bin" / "codex"
-
-
-def _unavailable(reason: str) -> None:
-    if os.environ.get("TOKEND_REQUIRE_E2E") == "1":
-        pytest.fail(f"TOKEND_REQUIRE_E2E=1 but the Codex CLI is unavailable: {reason}")
-    pytest.skip(reason)
-
-
-def _installed_version() -> str | None:
-    if not CODEX.exists():
-        return None
-    try:
-        out = subprocess.run([str(CODEX), "--version"], capture_output=True, text=True, timeout=30)
-    except OSError:
-        return None
-    return out.stdout.split()[-1] if out.returncode == 0 and out.stdout.strip() else None
-
-
-@pytest.fixture(scope="module")
-def codex() -> str:
-    """Path of the ``codex`` executable, installed from npm on first use."""
-    if _installed_version() == VERSION:
-        return str(CODEX)
-    npm = shutil.which("npm")
-    if npm is None:
-        _unavailable("npm is not installed (apt-get install npm, or install Node.js)")
-        raise AssertionError("unreachable")
-    CACHE.mkdir(parents=True, exist_ok=True)
-    try:
-        proc = subprocess.run(
-            [npm, "install", "--prefix", str(CACHE), "--no-audit", "--no-fund", f"@openai/codex@{VERSION}"],
-            capture_output=True,
-            text=True,
-            timeout=600,
-        )
-    except subprocess.TimeoutExpired:
-        _unavailable("npm install @openai/codex did not finish within 10 minutes")
-        raise AssertionError("unreachable") from None
-    if proc.returncode != 0 or _installed_version() != VERSION:
-        tail = (proc.stderr or proc.stdout).strip().splitlines()[-3:]
-        _unavailable(f"npm install @openai/codex@{VERSION} failed: {' | '.join(tail)}")
-    return str(CODEX)
-
-
-@pytest.fixture
-def google() -> Iterator[FakeGoogle]:
-    yield from fake_google()
-
-
-@pytest.fixture
-def sandbox() -> Iterator[Sandbox]:
-    box = Sandbox(Path(tempfile.mkdtemp(prefix="td", dir="/tmp")))
-    try:
-        yield box
-    finally:
-        box.cleanup()
 
 
 class Codex:

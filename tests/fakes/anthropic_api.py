@@ -5,65 +5,24 @@
 as server-sent events when the request asks to stream. Anything else gets a
 401 ``authentication_error``; other paths are 404 after the same check. Every
 request is recorded with the key it carried and the status it got.
+``message`` and ``events`` are the Messages API's answer shapes, which Vertex
+AI and Bedrock pass through for Anthropic models.
 """
 
 from __future__ import annotations
 
-import http.server
 import json
-import threading
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
-from tests.fakes.server import LocalHTTPServer
+from tests.fakes.model_api import ApiHandler, RecordingApi, Seen
+
+__all__ = ["FakeAnthropicApi", "Seen", "events", "message"]
+
+NOT_FOUND = b'{"type":"error","error":{"type":"not_found_error"}}'
 
 
-@dataclass
-class Seen:
-    method: str
-    path: str
-    key: str | None
-    status: int
-
-
-class FakeAnthropicApi:
-    def __init__(self, accept: Callable[[str], bool], reply: str = "pong from the fake") -> None:
-        self.accept = accept
-        self.reply = reply
-        self.seen: list[Seen] = []
-        self._lock = threading.Lock()
-        self._server: LocalHTTPServer | None = None
-
-    def __enter__(self) -> FakeAnthropicApi:
-        api = self
-
-        class Handler(_Handler):
-            fake = api
-
-        self._server = LocalHTTPServer(Handler, name="fake-anthropic", poll_interval=0.05).start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._server is not None:
-            self._server.stop()
-
-    @property
-    def url(self) -> str:
-        """The base URL, as ``ANTHROPIC_BASE_URL`` wants it (no ``/v1``)."""
-        assert self._server is not None
-        return self._server.url
-
-    def record(self, seen: Seen) -> None:
-        with self._lock:
-            self.seen.append(seen)
-
-    def calls(self, path: str = "/v1/messages") -> list[Seen]:
-        with self._lock:
-            return [s for s in self.seen if s.path == path]
-
-
-def _message(text: str, model: str) -> dict[str, Any]:
+def message(text: str, model: str = "claude-fake") -> dict[str, Any]:
     return {
         "id": "msg_fake",
         "type": "message",
@@ -76,10 +35,8 @@ def _message(text: str, model: str) -> dict[str, Any]:
     }
 
 
-def _events(text: str, model: str) -> list[dict[str, Any]]:
-    start = _message("", model)
-    start["content"] = []
-    start["stop_reason"] = None
+def events(text: str, model: str = "claude-fake") -> list[dict[str, Any]]:
+    start = dict(message("", model), content=[], stop_reason=None)
     return [
         {"type": "message_start", "message": start},
         {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
@@ -94,62 +51,57 @@ def _events(text: str, model: str) -> list[dict[str, Any]]:
     ]
 
 
-class _Handler(http.server.BaseHTTPRequestHandler):
+class _Handler(ApiHandler):
     fake: FakeAnthropicApi
-    protocol_version = "HTTP/1.1"
 
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-    def _key(self) -> str | None:
-        key = self.headers.get("X-Api-Key")
-        if key:
-            return key.strip()
-        auth = self.headers.get("Authorization", "")
-        return auth[7:].strip() if auth.startswith("Bearer ") else None
-
-    def _authorized(self, path: str) -> str | None:
-        key = self._key()
+    def _authorized(self) -> str | None:
+        key = (self.headers.get("X-Api-Key") or "").strip() or self.bearer()
         if key is not None and self.fake.accept(key):
             return key
-        self.fake.record(Seen(self.command, path, key, 401))
+        self.fake.record(self.command, self.route, key, 401)
         body = {"type": "error", "error": {"type": "authentication_error", "message": "invalid x-api-key"}}
-        self._send(401, json.dumps(body).encode(), "application/json")
+        self.send(401, json.dumps(body).encode())
         return None
 
-    def _send(self, status: int, body: bytes, ctype: str) -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
     def do_GET(self) -> None:
-        path = self.path.split("?")[0]
-        key = self._authorized(path)
+        key = self._authorized()
         if key is not None:
-            self.fake.record(Seen("GET", path, key, 404))
-            self._send(404, b'{"type":"error","error":{"type":"not_found_error"}}', "application/json")
+            self.fake.record("GET", self.route, key, 404)
+            self.send(404, NOT_FOUND)
 
     def do_POST(self) -> None:
-        path = self.path.split("?")[0]
-        raw = self.rfile.read(int(self.headers.get("Content-Length") or 0))
-        key = self._authorized(path)
+        raw = self.body()
+        key = self._authorized()
         if key is None:
             return
-        if path != "/v1/messages":
-            self.fake.record(Seen("POST", path, key, 404))
-            self._send(404, b'{"type":"error","error":{"type":"not_found_error"}}', "application/json")
+        if self.route != "/v1/messages":
+            self.fake.record("POST", self.route, key, 404)
+            self.send(404, NOT_FOUND)
             return
         try:
             request = json.loads(raw or b"{}")
         except ValueError:
             request = {}
         model = str(request.get("model") or "claude-fake")
-        self.fake.record(Seen("POST", path, key, 200))
+        self.fake.record("POST", self.route, key, 200)
         if request.get("stream"):
-            events = _events(self.fake.reply, model)
-            body = "".join(f"event: {e['type']}\ndata: {json.dumps(e)}\n\n" for e in events)
-            self._send(200, body.encode(), "text/event-stream")
+            self.send_events(events(self.fake.reply, model))
         else:
-            self._send(200, json.dumps(_message(self.fake.reply, model)).encode(), "application/json")
+            self.send(200, json.dumps(message(self.fake.reply, model)).encode())
+
+
+class FakeAnthropicApi(RecordingApi):
+    Handler = _Handler
+    name = "fake-anthropic"
+
+    def __init__(self, accept: Callable[[str], bool], reply: str = "pong from the fake") -> None:
+        super().__init__(reply)
+        self.accept = accept
+
+    @property
+    def url(self) -> str:
+        """The base URL, as ``ANTHROPIC_BASE_URL`` wants it (no ``/v1``)."""
+        return self.root
+
+    def calls(self, path: str | None = "/v1/messages") -> list[Seen]:
+        return super().calls(path)

@@ -13,55 +13,21 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-import http.server
 import json
 import re
 import struct
-import threading
 import zlib
 from collections.abc import Callable, Mapping
 from typing import Any
 from urllib.parse import quote
 
-from tests.fakes.server import LocalHTTPServer
+from tests.fakes.anthropic_api import events, message
+from tests.fakes.model_api import ApiHandler, RecordingApi
 
 _AUTH = re.compile(
     r"AWS4-HMAC-SHA256 Credential=(?P<key>[^/]+)/(?P<scope>[^,]+), ?"
     r"SignedHeaders=(?P<signed>[^,]+), ?Signature=(?P<sig>[0-9a-f]+)"
 )
-
-
-class FakeBedrockRuntime:
-    def __init__(self, secret_of: Callable[[str], str | None], reply: str = "pong from bedrock") -> None:
-        self.secret_of = secret_of
-        self.reply = reply
-        #: (path, access key id, status)
-        self.seen: list[tuple[str, str | None, int]] = []
-        self._lock = threading.Lock()
-        self._server: LocalHTTPServer | None = None
-
-    def __enter__(self) -> FakeBedrockRuntime:
-        fake = self
-
-        class Handler(_Handler):
-            owner = fake
-
-        self._server = LocalHTTPServer(Handler, name="fake-bedrock").start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        if self._server is not None:
-            self._server.stop()
-
-    @property
-    def url(self) -> str:
-        """What ``ANTHROPIC_BEDROCK_BASE_URL`` takes."""
-        assert self._server is not None
-        return self._server.url
-
-    def record(self, path: str, key: str | None, status: int) -> None:
-        with self._lock:
-            self.seen.append((path, key, status))
 
 
 def signature_ok(
@@ -122,74 +88,38 @@ def event_message(payload: bytes, headers: Mapping[str, str]) -> bytes:
     return head + struct.pack(">I", zlib.crc32(head))
 
 
-def _message(text: str) -> dict[str, Any]:
-    return {
-        "id": "msg_fake",
-        "type": "message",
-        "role": "assistant",
-        "model": "claude-fake",
-        "content": [{"type": "text", "text": text}],
-        "stop_reason": "end_turn",
-        "stop_sequence": None,
-        "usage": {"input_tokens": 1, "output_tokens": 1},
-    }
-
-
 def _events(text: str) -> list[dict[str, Any]]:
-    start = dict(_message(""), content=[], stop_reason=None)
-    return [
-        {"type": "message_start", "message": start},
-        {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
-        {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": text}},
-        {"type": "content_block_stop", "index": 0},
-        {
-            "type": "message_delta",
-            "delta": {"stop_reason": "end_turn", "stop_sequence": None},
-            "usage": {"output_tokens": 1},
-        },
-        {
-            "type": "message_stop",
-            "amazon-bedrock-invocationMetrics": {"inputTokenCount": 1, "outputTokenCount": 1},
-        },
-    ]
+    """The Messages API's stream, with the invocation metrics Bedrock adds to its last event."""
+    answer = events(text)
+    answer[-1]["amazon-bedrock-invocationMetrics"] = {"inputTokenCount": 1, "outputTokenCount": 1}
+    return answer
 
 
-class _Handler(http.server.BaseHTTPRequestHandler):
-    owner: FakeBedrockRuntime
-    protocol_version = "HTTP/1.1"
-
-    def log_message(self, format: str, *args: Any) -> None:
-        pass
-
-    def _send(self, status: int, body: bytes, ctype: str = "application/json") -> None:
-        self.send_response(status)
-        self.send_header("Content-Type", ctype)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+class _Handler(ApiHandler):
+    fake: FakeBedrockRuntime
 
     def do_POST(self) -> None:
-        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        body = self.body()
         path, _, query = self.path.partition("?")
         headers = {k.lower(): v for k, v in self.headers.items()}
-        key = signature_ok("POST", path, query, headers, body, self.owner.secret_of)
+        key = signature_ok("POST", path, query, headers, body, self.fake.secret_of)
         if key is None:
-            self.owner.record(path, None, 403)
-            self._send(
+            self.fake.record("POST", path, None, 403)
+            self.send(
                 403,
                 b'{"message": "The request signature we calculated does not match the one you provided."}',
             )
             return
         if not path.startswith("/model/") or not path.endswith(("/invoke", "/invoke-with-response-stream")):
-            self.owner.record(path, key, 404)
-            self._send(404, b'{"message": "not found"}')
+            self.fake.record("POST", path, key, 404)
+            self.send(404, b'{"message": "not found"}')
             return
-        self.owner.record(path, key, 200)
+        self.fake.record("POST", path, key, 200)
         if path.endswith("/invoke"):
-            self._send(200, json.dumps(_message(self.owner.reply)).encode())
+            self.send(200, json.dumps(message(self.fake.reply)).encode())
             return
         chunks = []
-        for event in _events(self.owner.reply):
+        for event in _events(self.fake.reply):
             payload = json.dumps({"bytes": base64.b64encode(json.dumps(event).encode()).decode()}).encode()
             chunks.append(
                 event_message(
@@ -197,4 +127,18 @@ class _Handler(http.server.BaseHTTPRequestHandler):
                     {":event-type": "chunk", ":content-type": "application/json", ":message-type": "event"},
                 )
             )
-        self._send(200, b"".join(chunks), "application/vnd.amazon.eventstream")
+        self.send(200, b"".join(chunks), "application/vnd.amazon.eventstream")
+
+
+class FakeBedrockRuntime(RecordingApi):
+    Handler = _Handler
+    name = "fake-bedrock"
+
+    def __init__(self, secret_of: Callable[[str], str | None], reply: str = "pong from bedrock") -> None:
+        super().__init__(reply)
+        self.secret_of = secret_of
+
+    @property
+    def url(self) -> str:
+        """What ``ANTHROPIC_BEDROCK_BASE_URL`` takes."""
+        return self.root
