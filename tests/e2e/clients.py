@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tests.fakes.aws_lab import require_or_skip
+from tests.integration.conftest import cache_roots
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -32,21 +33,6 @@ CLAUDE_OFFLINE = {
     "CLAUDE_CODE_DISABLE_CLAUDE_MDS": "1",
     "CLAUDE_CODE_MAX_RETRIES": "3",
 }
-
-
-def roots() -> list[Path]:
-    """This checkout and, for a git worktree, its main checkout (where .cache/ may live)."""
-    found = [REPO]
-    common = subprocess.run(
-        ["git", "-C", str(REPO), "rev-parse", "--path-format=absolute", "--git-common-dir"],
-        capture_output=True,
-        text=True,
-    )
-    if common.returncode == 0 and common.stdout.strip():
-        main = Path(common.stdout.strip()).parent
-        if main != REPO:
-            found.append(main)
-    return found
 
 
 @dataclass(frozen=True)
@@ -67,7 +53,7 @@ class NpmClient:
         return out.returncode == 0 and self.version in out.stdout.split()
 
     def _found(self) -> str | None:
-        for root in roots():
+        for root in cache_roots():
             exe = root / ".cache" / self.cache / "node_modules" / ".bin" / self.bin
             if exe.exists() and self._version_of(exe):
                 return str(exe)

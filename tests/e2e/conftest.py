@@ -2,24 +2,13 @@
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from tests.e2e.clients import CLAUDE_CODE, CODEX
 from tests.fakes.google import FakeGoogle, fake_google
-from tests.integration.conftest import Sandbox
-
-
-@pytest.fixture
-def sandbox() -> Iterator[Sandbox]:
-    box = Sandbox(Path(tempfile.mkdtemp(prefix="td", dir="/tmp")))
-    try:
-        yield box
-    finally:
-        box.cleanup()
+from tests.integration.conftest import sandbox  # noqa: F401  (the same fixture here)
 
 
 @pytest.fixture

@@ -409,6 +409,22 @@ class Sandbox:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
+def cache_roots() -> list[Path]:
+    """Where scripts/test's ``.cache/`` may be: this checkout and, for a git worktree, its main checkout."""
+    repo = Path(__file__).resolve().parents[2]
+    found = [repo]
+    common = subprocess.run(
+        ["git", "-C", str(repo), "rev-parse", "--path-format=absolute", "--git-common-dir"],
+        capture_output=True,
+        text=True,
+    )
+    if common.returncode == 0 and common.stdout.strip():
+        main = Path(common.stdout.strip()).parent
+        if main != repo:
+            found.append(main)
+    return found
+
+
 @pytest.fixture
 def sandbox() -> Iterator[Sandbox]:
     root = Path(tempfile.mkdtemp(prefix="td", dir="/tmp"))

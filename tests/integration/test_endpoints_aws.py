@@ -12,19 +12,17 @@ import json
 import sys
 import textwrap
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
 from tests.fakes.aws_lab import require_or_skip
 from tests.fakes.aws_moto import ACCOUNT, BASE_KEY_ID, BASE_SECRET, LEAKY, MotoServer, aws_files, moto_server
 
-from .conftest import TOKEND, Sandbox
+from .conftest import TOKEND, Sandbox, cache_roots
 
 ROLE = f"arn:aws:iam::{ACCOUNT}:role/endpoint-it"
 DEFAULT_KEY = "AKIADEFAULTMUSTNOTWIN"
 ENV_KEY = "AKIAENVIRONMUSTNOTWIN"
-ROOT = Path(__file__).resolve().parents[2]
 
 TOML = f"""
 [profiles.role]
@@ -180,17 +178,7 @@ def test_fetch_failure_is_one_line_before_cmd(sandbox: Sandbox, moto: MotoServer
 
 def _aws_cli() -> str:
     """The AWS CLI v1 scripts/test installs under .cache/ (of this checkout or its main worktree)."""
-    import subprocess
-
-    roots = [ROOT]
-    common = subprocess.run(
-        ["git", "-C", str(ROOT), "rev-parse", "--path-format=absolute", "--git-common-dir"],
-        capture_output=True,
-        text=True,
-    )
-    if common.returncode == 0 and common.stdout.strip():
-        roots.append(Path(common.stdout.strip()).parent)
-    for root in roots:
+    for root in cache_roots():
         aws = root / ".cache" / "awscli-venv" / "bin" / "aws"
         if aws.exists():
             return str(aws)
