@@ -39,14 +39,18 @@ source = "aws"
 aws_profile = "base"
 """
 
-#: CMD: the endpoint's answer, as the SDKs get it.
+#: CMD: the endpoint's answer, and the account botocore's container provider takes from it.
 FETCH = textwrap.dedent(
     """\
     import json, os, urllib.request
     req = urllib.request.Request(os.environ["AWS_CONTAINER_CREDENTIALS_FULL_URI"],
                                  headers={"Authorization": os.environ["AWS_CONTAINER_AUTHORIZATION_TOKEN"]})
     with urllib.request.urlopen(req, timeout=20) as r:
-        print(r.read().decode())
+        doc = json.loads(r.read())
+    import botocore.session  # the SDK's own reading of the answer
+    frozen = botocore.session.Session().get_credentials().get_frozen_credentials()
+    doc["botocore_account_id"] = frozen.account_id
+    print(json.dumps(doc))
     """
 )
 
@@ -63,7 +67,7 @@ def sso() -> Iterator[FakeSso]:
         yield fake
 
 
-def answer(sandbox: Sandbox, moto: MotoServer, sso: FakeSso, profile: str) -> dict[str, str]:
+def answer(sandbox: Sandbox, moto: MotoServer, sso: FakeSso, profile: str) -> dict[str, str | None]:
     sandbox.write_config(TOML)
     env = {k: v for k, v in sandbox.env().items() if k not in LEAKY}
     config = (
@@ -87,7 +91,7 @@ def answer(sandbox: Sandbox, moto: MotoServer, sso: FakeSso, profile: str) -> di
         "exec", "--endpoint", f"aws={profile}", "--", sys.executable, str(script), env=env, timeout=60
     )
     assert r.status == 0, r
-    doc: dict[str, str] = json.loads(r.out)
+    doc: dict[str, str | None] = json.loads(r.out)
     return doc
 
 
@@ -95,7 +99,7 @@ def answer(sandbox: Sandbox, moto: MotoServer, sso: FakeSso, profile: str) -> di
 def test_sso_profile_answers_its_sso_account_id(sandbox: Sandbox, moto: MotoServer, sso: FakeSso) -> None:
     doc = answer(sandbox, moto, sso, "sso")
     assert doc["AccessKeyId"] in sso.issued_keys
-    assert doc["AccountId"] == SSO_ACCOUNT
+    assert doc["AccountId"] == doc["botocore_account_id"] == SSO_ACCOUNT
 
 
 @pytest.mark.timeout(90)
@@ -104,11 +108,11 @@ def test_role_of_the_aws_profile_answers_its_account(
 ) -> None:
     doc = answer(sandbox, moto, sso, "chained")
     assert doc["AccessKeyId"].startswith("ASIA") and doc["AccessKeyId"] != BASE_KEY_ID
-    assert doc["AccountId"] == CHAIN_ACCOUNT
+    assert doc["AccountId"] == doc["botocore_account_id"] == CHAIN_ACCOUNT
 
 
 @pytest.mark.timeout(90)
 def test_long_term_keys_answer_no_account(sandbox: Sandbox, moto: MotoServer, sso: FakeSso) -> None:
     doc = answer(sandbox, moto, sso, "keys")
     assert doc["AccessKeyId"] == BASE_KEY_ID
-    assert "AccountId" not in doc  # not known without a call: never guessed
+    assert "AccountId" not in doc and doc["botocore_account_id"] is None  # unknown: never guessed
