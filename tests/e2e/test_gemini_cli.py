@@ -9,13 +9,15 @@ update checks and the IDE integration are off in its settings, and the work
 directory is trusted through ``GEMINI_CLI_TRUST_WORKSPACE`` (headless runs
 refuse untrusted folders). The CLI comes from ``.cache/gemini-cli`` (installed
 by scripts/test); the test is required (TOKEND_REQUIRE_E2E=1) where scripts/test
-installs it.
+installs it. It needs Node.js 20 or later: the one on PATH, else the one
+scripts/test installs next to it where the system's is older (Debian 12).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterator
@@ -57,13 +59,36 @@ def gemini() -> str:
         found = root / ".cache" / "gemini-cli" / "node_modules" / ".bin" / "gemini"
         if found.exists():
             return str(found)
+    _missing("the Gemini CLI is not installed in .cache/gemini-cli")
+    return ""
+
+
+def _missing(what: str) -> None:
     script = ROOT / "scripts" / "test"
     required = script.exists() and "gemini-cli" in script.read_text()
     if required and os.environ.get("TOKEND_REQUIRE_E2E") == "1":
-        pytest.fail(
-            "TOKEND_REQUIRE_E2E=1 but the Gemini CLI is not in .cache/gemini-cli (scripts/test installs it)"
+        pytest.fail(f"TOKEND_REQUIRE_E2E=1 but {what} (scripts/test installs it)")
+    pytest.skip(f"{what} (scripts/test installs it)")
+
+
+def _node_major(node: str) -> int:
+    try:
+        done = subprocess.run(
+            [node, "-p", "process.versions.node.split('.')[0]"], capture_output=True, text=True, timeout=30
         )
-    pytest.skip("the Gemini CLI is not installed in .cache/gemini-cli (scripts/test installs it)")
+        return int(done.stdout.strip())
+    except (OSError, ValueError, subprocess.TimeoutExpired):
+        return 0
+
+
+def node_for(gemini: str, path: str) -> str:
+    """A Node.js of 20 or later (the CLI's minimum): CMD's, the tests', else the one beside the CLI."""
+    beside = Path(gemini).parent / "node"
+    for node in (shutil.which("node", path=path), shutil.which("node"), str(beside)):
+        if node and os.path.exists(node) and _node_major(node) >= 20:
+            return node
+    _missing("the Gemini CLI needs Node.js 20 or later, and none is on PATH or in .cache/gemini-cli")
+    return ""
 
 
 @pytest.fixture
@@ -98,19 +123,10 @@ def test_gemini_cli_on_vertex_gets_its_token_from_the_endpoint(
             GEMINI_CLI_TRUST_WORKSPACE="true",
             NO_PROXY="127.0.0.1,localhost",
         )
+        node = node_for(gemini, env["PATH"])
+        cli = [node, gemini, "-p", "hi", "-m", "gemini-2.5-flash"]
         proc = subprocess.run(
-            [
-                TOKEND,
-                "exec",
-                "--endpoint",
-                "google=vertex",
-                "--",
-                gemini,
-                "-p",
-                "hi",
-                "-m",
-                "gemini-2.5-flash",
-            ],
+            [TOKEND, "exec", "--endpoint", "google=vertex", "--", *cli],
             env=env,
             cwd=work,
             capture_output=True,
