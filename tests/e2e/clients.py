@@ -95,3 +95,13 @@ CLAUDE_CODE = NpmClient(
 CODEX = NpmClient(
     "the Codex CLI", "@openai/codex", os.environ.get("TOKEND_CODEX_VERSION", "0.169.0"), "codex", "codex"
 )
+
+
+def in_cache(relative: str, what: str) -> Path:
+    """``.cache/RELATIVE`` as scripts/test installs it; skips, or fails in CI, when it is missing."""
+    for root in cache_roots():
+        found = root / ".cache" / relative
+        if found.exists():
+            return found
+    require_or_skip(f"{what} is not installed in .cache/{relative} (scripts/test installs it)")
+    raise AssertionError("unreachable")

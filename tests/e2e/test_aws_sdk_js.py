@@ -14,20 +14,16 @@ test is required (TOKEND_REQUIRE_E2E=1) where scripts/test installs it.
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import tempfile
 import textwrap
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
+from tests.e2e.clients import in_cache
 from tests.fakes.aws_moto import ACCOUNT, BASE_KEY_ID, MotoServer, moto_server
 from tests.integration.conftest import TOKEND, Sandbox
 from tests.integration.test_endpoints_aws import DEFAULT_KEY, ENV_KEY, ROLE, TOML, env_for
-
-ROOT = Path(__file__).resolve().parents[2]
 
 #: argv[2]: the directory whose node_modules holds @aws-sdk/client-sts.
 SCRIPT = textwrap.dedent(
@@ -49,45 +45,16 @@ SCRIPT = textwrap.dedent(
 )
 
 
-def _roots() -> list[Path]:
-    """This checkout and, for a git worktree, its main checkout (where .cache/ may live)."""
-    roots = [ROOT]
-    common = subprocess.run(
-        ["git", "-C", str(ROOT), "rev-parse", "--path-format=absolute", "--git-common-dir"],
-        capture_output=True,
-        text=True,
-    )
-    if common.returncode == 0 and common.stdout.strip():
-        roots.append(Path(common.stdout.strip()).parent)
-    return roots
-
-
 @pytest.fixture(scope="module")
 def sdk_dir() -> str:
-    for root in _roots():
-        found = root / ".cache" / "aws-sdk-js"
-        if (found / "node_modules" / "@aws-sdk" / "client-sts" / "package.json").exists():
-            return str(found)
-    script = ROOT / "scripts" / "test"
-    required = script.exists() and "aws-sdk-js" in script.read_text()
-    if required and os.environ.get("TOKEND_REQUIRE_E2E") == "1":
-        pytest.fail("TOKEND_REQUIRE_E2E=1 but @aws-sdk/client-sts is not in .cache/aws-sdk-js")
-    pytest.skip("@aws-sdk/client-sts is not installed in .cache/aws-sdk-js (scripts/test installs it)")
+    package = in_cache("aws-sdk-js/node_modules/@aws-sdk/client-sts/package.json", "@aws-sdk/client-sts")
+    return str(package.parents[3])
 
 
 @pytest.fixture(scope="module")
 def moto() -> Iterator[MotoServer]:
     with moto_server() as server:
         yield server
-
-
-@pytest.fixture
-def sandbox() -> Iterator[Sandbox]:
-    box = Sandbox(Path(tempfile.mkdtemp(prefix="td", dir="/tmp")))
-    try:
-        yield box
-    finally:
-        box.cleanup()
 
 
 @pytest.mark.timeout(120)

@@ -19,18 +19,17 @@ import json
 import os
 import shutil
 import subprocess
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.fakes.google import FakeGoogle, fake_google
+from tests.e2e.clients import in_cache
+from tests.fakes.aws_lab import require_or_skip
+from tests.fakes.google import FakeGoogle
 from tests.fakes.vertex_gemini import FakeVertexGemini
 from tests.integration.conftest import TOKEND, Sandbox
 from tests.integration.test_endpoints_security import setup_google_azure
 
-ROOT = Path(__file__).resolve().parents[2]
 #: Documented settings (~/.gemini/settings.json) that keep the CLI off the network but for Vertex.
 SETTINGS = {
     "general": {"enableAutoUpdate": False, "enableAutoUpdateNotification": False},
@@ -40,35 +39,9 @@ SETTINGS = {
 }
 
 
-def _roots() -> list[Path]:
-    """This checkout and, for a git worktree, its main checkout (where .cache/ may live)."""
-    roots = [ROOT]
-    common = subprocess.run(
-        ["git", "-C", str(ROOT), "rev-parse", "--path-format=absolute", "--git-common-dir"],
-        capture_output=True,
-        text=True,
-    )
-    if common.returncode == 0 and common.stdout.strip():
-        roots.append(Path(common.stdout.strip()).parent)
-    return roots
-
-
 @pytest.fixture(scope="module")
 def gemini() -> str:
-    for root in _roots():
-        found = root / ".cache" / "gemini-cli" / "node_modules" / ".bin" / "gemini"
-        if found.exists():
-            return str(found)
-    _missing("the Gemini CLI is not installed in .cache/gemini-cli")
-    return ""
-
-
-def _missing(what: str) -> None:
-    script = ROOT / "scripts" / "test"
-    required = script.exists() and "gemini-cli" in script.read_text()
-    if required and os.environ.get("TOKEND_REQUIRE_E2E") == "1":
-        pytest.fail(f"TOKEND_REQUIRE_E2E=1 but {what} (scripts/test installs it)")
-    pytest.skip(f"{what} (scripts/test installs it)")
+    return str(in_cache("gemini-cli/node_modules/.bin/gemini", "the Gemini CLI"))
 
 
 def _node_major(node: str) -> int:
@@ -87,22 +60,8 @@ def node_for(gemini: str, path: str) -> str:
     for node in (shutil.which("node", path=path), shutil.which("node"), str(beside)):
         if node and os.path.exists(node) and _node_major(node) >= 20:
             return node
-    _missing("the Gemini CLI needs Node.js 20 or later, and none is on PATH or in .cache/gemini-cli")
+    require_or_skip("the Gemini CLI needs Node.js 20 or later, and none is on PATH or in .cache/gemini-cli")
     return ""
-
-
-@pytest.fixture
-def google() -> Iterator[FakeGoogle]:
-    yield from fake_google()
-
-
-@pytest.fixture
-def sandbox() -> Iterator[Sandbox]:
-    box = Sandbox(Path(tempfile.mkdtemp(prefix="td", dir="/tmp")))
-    try:
-        yield box
-    finally:
-        box.cleanup()
 
 
 @pytest.mark.timeout(180)
@@ -137,10 +96,10 @@ def test_gemini_cli_on_vertex_gets_its_token_from_the_endpoint(
         seen = list(vertex.seen)
     assert proc.returncode == 0, (proc.stdout[-1000:], proc.stderr[-2000:], seen)
     assert "pong from gemini on vertex" in proc.stdout
-    served = [s for s in seen if s[2] == 200]
-    assert served and all(s[1] == google.tokens()[0] for s in served), seen
+    served = [s for s in seen if s.status == 200]
+    assert served and all(s.key == google.tokens()[0] for s in served), seen
     assert len(seen) == len(served), seen  # no request went out without tokend's token
-    stream = [s[0] for s in served if ":streamGenerateContent" in s[0]]
+    stream = [s.path for s in served if ":streamGenerateContent" in s.path]
     assert stream and stream[0].endswith("?alt=sse"), seen
     assert "/projects/proj/locations/us-central1/publishers/google/models/gemini-2.5-flash:" in stream[0]
     assert len(google.tokens()) == 1  # tokend's one fetch; the CLI never reached Google itself
