@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
+import threading
 from pathlib import Path
 
 import pytest
@@ -139,3 +141,74 @@ def test_another_uid_gets_nothing_from_the_helper_request(sandbox: Sandbox) -> N
     assert payload == "", f"the daemon sent {bytes.fromhex(payload)!r} to another uid"
     daemon.wait_for_log("refused a connection from uid 65534")
     assert "tok-good-123" not in daemon.log_text()
+
+
+def test_an_unmapped_registry_is_docker_not_found_from_the_daemon(sandbox: Sandbox) -> None:
+    env = world(sandbox)
+    sandbox.start_daemon(env=env)
+    r = subprocess.run([DOCKER_HELPER, "get"], input="quay.io\n", env=env, capture_output=True, text=True,
+                       timeout=30)
+    assert (r.returncode, r.stdout, r.stderr) == (1, "credentials not found in native keychain\n", "")
+    good = subprocess.run([DOCKER_HELPER, "get"], input="git.good.example\n", env=env, capture_output=True,
+                          text=True, timeout=30)
+    assert good.returncode == 0 and json.loads(good.stdout) == {
+        "ServerURL": "git.good.example", "Username": "tokend", "Secret": "tok-good-123"
+    }
+
+
+class OldDaemon(threading.Thread):
+    """A daemon from before the ``helper`` request: it refuses the op, answers ``routes`` and ``get``."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__(daemon=True)
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.bind(path)
+        self.sock.listen(8)
+        self.requests: list[str] = []
+
+    def run(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                line = b""
+                while not line.endswith(b"\n"):
+                    chunk = conn.recv(4096)
+                    if not chunk:
+                        break
+                    line += chunk
+                text = line.decode().rstrip("\n")
+                self.requests.append(text)
+                conn.sendall(self.answer(text))
+
+    def answer(self, line: str) -> bytes:
+        if line.startswith("helper\t"):
+            status, body = 2, b"tokend: malformed request: unknown operation 'helper'\n"
+        elif line == "routes":
+            status, body = 0, json.dumps({"routes": {"git.old.example": ["old", None]}}).encode()
+        elif line == "get\tprofile=old\tformat=json":  # exactly what the helper must ask
+            doc = {"kind": "bearer", "token": "tok-old-456", "expires_at": "2099-01-01T00:00:00Z"}
+            status, body = 0, json.dumps(doc).encode()
+        else:
+            status, body = 2, b"tokend: unexpected request\n"
+        return b"%d %d\n" % (status, len(body)) + body
+
+
+def test_a_daemon_older_than_the_helper_request_is_asked_the_old_way(sandbox: Sandbox) -> None:
+    env = world(sandbox)
+    sandbox.rundir.mkdir(mode=0o700)
+    old = OldDaemon(sandbox.socket_path)
+    old.start()
+    try:
+        r = subprocess.run([GIT_HELPER, "get"], input="protocol=https\nhost=git.old.example\n\n", env=env,
+                           capture_output=True, text=True, timeout=30)
+        assert r.returncode == 0, r
+        assert r.stdout == "username=tokend\npassword=tok-old-456\npassword_expiry_utc=4070908800\n"
+        d = subprocess.run([DOCKER_HELPER, "get"], input="git.old.example", env=env, capture_output=True,
+                           text=True, timeout=30)
+        assert d.returncode == 0 and json.loads(d.stdout)["Secret"] == "tok-old-456", d
+    finally:
+        old.sock.close()
+    assert [line.split("\t")[0] for line in old.requests] == ["helper", "routes", "get"] * 2
