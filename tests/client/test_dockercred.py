@@ -21,7 +21,13 @@ def calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, bool]]:
     seen: list[tuple[str, bool]] = []
 
     def login(
-        profile: str, route: hosts.Route, host: str, *, refresh: bool = False, daemon: bool = True
+        profile: str,
+        route: hosts.Route,
+        host: str,
+        *,
+        refresh: bool = False,
+        daemon: bool = True,
+        deadline: float | None = None,
     ) -> helperlib.Login:
         seen.append((profile, refresh))
         if profile == "broken":

@@ -16,6 +16,7 @@ is printed as it comes (tokend.client.helpercall): the daemon matches
 """
 
 import sys
+import time
 
 from tokend import __version__
 from tokend.client import fastpath, helpercall
@@ -47,12 +48,15 @@ def _route(server: str, daemon: bool) -> "hosts.Route":
 def ask(op: str, data: str) -> tuple[int, str]:
     """The exit status and stdout for ``op``: the daemon's answer to get and erase, else ``run``'s."""
     server = data.strip()
+    deadline = None
     if op in ("get", "erase") and server:
         fields = {"format": "docker-credential", "host": server}
         if op == "erase":
             fields["refresh"] = "1"
         try:
-            got = helpercall.ask(fields)
+            timeout = fastpath.timeout_from_env()
+            deadline = time.monotonic() + timeout
+            got = helpercall.ask(fields, deadline, timeout)
             if got is not None:
                 return (0 if got[0] == 0 else 1), got[1].decode("utf-8", "replace")
             daemon = False
@@ -63,15 +67,16 @@ def ask(op: str, data: str) -> tuple[int, str]:
     else:
         daemon = True
     try:
-        return 0, run(op, data, daemon=daemon)
+        return 0, run(op, data, daemon=daemon, deadline=deadline)
     except Failed as e:
         return 1, str(e) + "\n"
 
 
-def run(op: str, data: str, *, daemon: bool = True) -> str:
+def run(op: str, data: str, *, daemon: bool = True, deadline: float | None = None) -> str:
     """What to print for ``op`` given stdin ``data``, worked out here; Failed for an error answer.
 
-    ``daemon=False``: read ``[hosts]`` from the file and fetch daemonless.
+    ``daemon=False``: read ``[hosts]`` from the file and fetch daemonless, by
+    ``deadline`` (``time.monotonic()``) when given.
     """
     import json  # only here: the daemon renders get's answer
 
@@ -81,7 +86,7 @@ def run(op: str, data: str, *, daemon: bool = True) -> str:
         if op == "get":
             server = data.strip()
             route = _route(server, daemon)
-            got = helperlib.login(route.profile, route, server, daemon=daemon)
+            got = helperlib.login(route.profile, route, server, daemon=daemon, deadline=deadline)
             return json.dumps({"ServerURL": server, "Username": got.username, "Secret": got.password}) + "\n"
         if op == "list":
             routes = helperlib.load_routes(daemon=daemon)
@@ -105,7 +110,7 @@ def run(op: str, data: str, *, daemon: bool = True) -> str:
         if op == "erase":
             server = data.strip()
             route = _route(server, daemon)
-            helperlib.login(route.profile, route, server, refresh=True, daemon=daemon)
+            helperlib.login(route.profile, route, server, refresh=True, daemon=daemon, deadline=deadline)
             return ""
         if op == "version":
             return f"docker-credential-tokend (tokend) {__version__}\n"

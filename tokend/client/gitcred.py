@@ -16,6 +16,7 @@ another control character in it. Daemonless, ``answer`` does the same here.
 """
 
 import sys
+import time
 
 from tokend.client import fastpath, helpercall
 
@@ -46,7 +47,9 @@ def run(op: str, attrs: dict[str, str]) -> tuple[int, bytes]:
         fields["refresh"] = "1"
     daemon = False
     try:
-        got = helpercall.ask(fields)
+        timeout = fastpath.timeout_from_env()
+        deadline = time.monotonic() + timeout
+        got = helpercall.ask(fields, deadline, timeout)
         if got is not None:
             return got
     except fastpath.Fail as f:
@@ -56,15 +59,16 @@ def run(op: str, attrs: dict[str, str]) -> tuple[int, bytes]:
     from tokend.client import helperlib  # only daemonless: json, re and TOML cost milliseconds
 
     try:
-        return 0, answer(op, attrs, daemon=daemon).encode()
+        return 0, answer(op, attrs, daemon=daemon, deadline=deadline).encode()
     except helperlib.HelperError as e:
         return e.status, e.line.encode()
 
 
-def answer(op: str, attrs: dict[str, str], *, daemon: bool = True) -> str:
+def answer(op: str, attrs: dict[str, str], *, daemon: bool = True, deadline: float | None = None) -> str:
     """What to print for ``op``, worked out here; HelperError when the mapped profile fails.
 
-    ``daemon=False``: read ``[hosts]`` from the file and fetch daemonless.
+    ``daemon=False``: read ``[hosts]`` from the file and fetch daemonless, by
+    ``deadline`` (``time.monotonic()``) when given.
     """
     from tokend.client import helperlib
 
@@ -75,11 +79,11 @@ def answer(op: str, attrs: dict[str, str], *, daemon: bool = True) -> str:
     if route is None:
         return ""
     if op == "erase":
-        helperlib.login(route.profile, route, host, refresh=True, daemon=daemon)
+        helperlib.login(route.profile, route, host, refresh=True, daemon=daemon, deadline=deadline)
         return ""
     if op != "get":
         return ""  # store, and verbs a later git may add
-    got = helperlib.login(route.profile, route, host, daemon=daemon)
+    got = helperlib.login(route.profile, route, host, daemon=daemon, deadline=deadline)
     lines = [f"username={got.username}", f"password={got.password}"]
     if got.expires_at is not None:
         lines.append(f"password_expiry_utc={got.expires_at}")

@@ -10,8 +10,6 @@ none could start) the helper does the work itself (``tokend.client.helperlib``,
 imported only then).
 """
 
-import time
-
 from tokend.client import fastpath, paths, protocol, trust
 
 OP = "helper"
@@ -21,14 +19,13 @@ class OldDaemon(Exception):
     """The daemon predates the ``helper`` request: ask it the old way (routes, then get)."""
 
 
-def ask(fields: dict[str, str]) -> "tuple[int, bytes] | None":
-    """The daemon's ``(status, body)`` for a ``helper`` request; None when the helper must
-    answer daemonless. Fail says why no daemon could be asked (a refused runtime
-    directory or peer, a broken daemon, a missed deadline); OldDaemon, see there."""
+def ask(fields: dict[str, str], deadline: float, timeout: float) -> "tuple[int, bytes] | None":
+    """The daemon's ``(status, body)`` for a ``helper`` request, by ``deadline`` (``time.monotonic()``,
+    ``timeout`` from now); None when the helper must answer daemonless, in what is left.
+    Fail says why no daemon could be asked (a refused runtime directory or peer,
+    a broken daemon, a missed deadline); OldDaemon, see there."""
     if fastpath.no_daemon():
         return None
-    timeout = fastpath.timeout_from_env()
-    deadline = time.monotonic() + timeout
     rundir = paths.runtime_dir(fastpath.getenv)
     sock_path = rundir + "/" + paths.SOCKET_NAME
     request = protocol.encode_request(OP, fields)

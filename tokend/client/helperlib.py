@@ -122,18 +122,23 @@ def route_for(host: str, path: str | None = None, *, daemon: bool = True) -> hos
     return hosts.match(load_routes(path, daemon=daemon), host)
 
 
-def credential(profile: str, *, refresh: bool = False, daemon: bool = True) -> dict[str, Any]:
+def credential(
+    profile: str, *, refresh: bool = False, daemon: bool = True, deadline: float | None = None
+) -> dict[str, Any]:
     """The credential of ``profile`` as ``--format json`` gives it; HelperError on failure.
 
     ``daemon=False``: fetched daemonless at once (no daemon answered the helper's request).
+    ``deadline`` (``time.monotonic()``): what is left of the helper's time, else TOKEND_TIMEOUT.
     """
     fields = {"profile": profile, "format": "json"}
     if refresh:
         fields["refresh"] = "1"
     try:
-        timeout = fastpath.timeout_from_env()
+        if deadline is None:
+            deadline = time.monotonic() + fastpath.timeout_from_env()
+        timeout = max(deadline - time.monotonic(), 0.001)
         if not daemon or fastpath.no_daemon():
-            status, body = _daemonless(fields, time.monotonic() + timeout)
+            status, body = _daemonless(fields, deadline)
         else:
             status, body = fastpath.ask(fields, timeout, _daemonless)
     except fastpath.Fail as f:
@@ -167,10 +172,16 @@ def _daemonless(fields: dict[str, str], deadline: float) -> tuple[int, bytes]:
 
 
 def login(
-    profile: str, route: hosts.Route, host: str, *, refresh: bool = False, daemon: bool = True
+    profile: str,
+    route: hosts.Route,
+    host: str,
+    *,
+    refresh: bool = False,
+    daemon: bool = True,
+    deadline: float | None = None,
 ) -> Login:
-    """Username and password for ``host`` from ``profile``'s credential."""
-    doc = credential(profile, refresh=refresh, daemon=daemon)
+    """Username and password for ``host`` from ``profile``'s credential (``credential``'s options)."""
+    doc = credential(profile, refresh=refresh, daemon=daemon, deadline=deadline)
     kind = doc.get("kind")
     if kind == "basic":
         username, password = route.username or doc.get("username"), doc.get("password")
