@@ -6,7 +6,8 @@ Builds a wheel of this checkout, installs it into a fresh virtualenv, starts
 
 1. warm ``tokend-print PROFILE`` against the interpreter floor
    ``python3 -I -S -c pass`` (same interpreter, same harness, interleaved),
-   and likewise the git and docker credential helpers (``[hosts]`` routed);
+   and likewise the git and docker credential helpers (``[hosts]`` routed),
+   each interleaved with the floor and ``tokend-print``;
 2. ``gcloud auth print-access-token`` with a cached token (offline, against a
    local fake token endpoint);
 3. daemon throughput with 32 concurrent clients, new connection per request
@@ -44,6 +45,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(HERE)
 
 TARGET_WARM_RATIO = 1.5  # warm tokend-print median <= 1.5x the interpreter floor
+TARGET_HELPER_VS_PRINT = 1.1  # git/docker helper median <= 1.1x tokend-print's (same runs)
 TARGET_GCLOUD_FACTOR = 30.0  # tokend-print >= 30x faster than cached gcloud
 TARGET_RPS = 5000.0  # daemon requests/s with 32 clients
 TARGET_IDLE_CPU = 0.5  # percent of one CPU while idle ("~0")
@@ -335,9 +337,17 @@ def measure_warm(
 
 
 def measure_helpers(
-    h: Harness, tmp: str, venv: str, floor_argv: list[str], env: dict[str, str], runs: int, token: str
+    h: Harness,
+    tmp: str,
+    venv: str,
+    floor_argv: list[str],
+    print_argv: list[str],
+    env: dict[str, str],
+    runs: int,
+    token: str,
 ) -> dict[str, dict[str, Any]]:
-    """``git-credential-tokend get`` and ``docker-credential-tokend get``, interleaved with the floor."""
+    """``git-credential-tokend get`` and ``docker-credential-tokend get``, each interleaved with
+    the floor and ``tokend-print`` (so "costs what tokend-print costs" is one set of runs)."""
     git_in = os.path.join(tmp, "git.in")
     with open(git_in, "w") as f:
         f.write(f"protocol=https\nhost={HELPER_HOST}\n\n")
@@ -353,20 +363,25 @@ def measure_helpers(
         if not os.access(argv[0], os.X_OK):
             raise SetupError(f"{argv[0]} missing from the install")
         floor: list[float] = []
+        printed: list[float] = []
         helper: list[float] = []
+        order = [(floor_argv, floor, os.devnull), (print_argv, printed, os.devnull), (argv, helper, stdin)]
         for i in range(10 + runs):
-            order = ((floor_argv, floor, os.devnull), (argv, helper, stdin))
-            for cmd, samples, inp in order if i % 2 == 0 else order[::-1]:
+            # Each goes first, second and last equally often: machine noise hits all three alike.
+            for cmd, samples, inp in order[i % 3 :] + order[: i % 3]:
                 r = h.run(cmd, env, stdin=inp)
                 if r.status != 0 or (cmd is argv and needle.encode() not in r.out):
                     raise SetupError(f"{cmd[0]} failed: exit {r.status}, stderr {r.err[:500]!r}")
                 if i >= 10:  # the first ten warm up
                     samples.append(r.seconds)
-        f_stats, h_stats = Stats.of(floor), Stats.of(helper)
+        f_stats, p_stats, h_stats = Stats.of(floor), Stats.of(printed), Stats.of(helper)
         out[name] = {
             **h_stats.ms(),
             "ratio": h_stats.median / f_stats.median,
             "floor_median_ms": f_stats.median * 1000,
+            "print_median_ms": p_stats.median * 1000,
+            "print_ratio": p_stats.median / f_stats.median,
+            "vs_print": h_stats.median / p_stats.median,
         }
     return out
 
@@ -793,8 +808,8 @@ def render_table(r: dict[str, Any]) -> str:
                 fmt_ms(hr["median_ms"] / 1000),
                 fmt_ms(hr["p95_ms"] / 1000),
                 f"{hr['ratio']:.2f}x floor",
-                "",
-                "",
+                f"<= {TARGET_HELPER_VS_PRINT:.2f}x print",
+                verdict(r["targets"][f"helper_{name}"]),
             )
         )
     g = r["gcloud"]
@@ -865,6 +880,13 @@ def notes(r: dict[str, Any]) -> list[str]:
         f"tokend-print costs {warm['median_ms'] - floor['median_ms']:.2f} ms over the bare interpreter "
         f"(median; min {floor['min_ms']:.2f} vs {warm['min_ms']:.2f} ms)"
     )
+    for name, hr in r.get("helpers", {}).items():
+        out.append(
+            f"{name}-credential-tokend costs {hr['median_ms'] - hr['floor_median_ms']:.2f} ms over the bare "
+            f"interpreter, {hr['vs_print']:.2f}x tokend-print in the same runs "
+            f"(medians {hr['median_ms']:.2f} vs {hr['print_median_ms']:.2f} ms; "
+            f"tokend-print {hr['print_ratio']:.2f}x floor there)"
+        )
     g = r["gcloud"]
     if g.get("skipped"):
         out.append(f"gcloud skipped: {g['skipped']}")
@@ -982,8 +1004,9 @@ def run_all(o: Options) -> dict[str, Any]:
             floor, warm = measure_warm(h, floor_argv, print_argv, env, o.runs, (token + "\n").encode())
 
             helper_runs = max(o.runs // 3, 20)
-            log(f"helpers: {helper_runs} x git/docker credential helper get, interleaved with the floor")
-            helpers = measure_helpers(h, tmp, venv, floor_argv, env, helper_runs, token)
+            log(f"helpers: {helper_runs} x git/docker credential helper get, interleaved with the floor "
+                "and tokend-print")
+            helpers = measure_helpers(h, tmp, venv, floor_argv, print_argv, env, helper_runs, token)
 
             log(f"gcloud: {o.gcloud_runs} x gcloud auth print-access-token (cached)")
             try:
@@ -1039,6 +1062,7 @@ def run_all(o: Options) -> dict[str, Any]:
         "throughput_keepalive": tp["keepalive"].rps >= TARGET_RPS,
         "herd": herd.fetches == 1 and herd.errors == 0 and herd.distinct_outputs == 1,
         "idle_cpu": idle["cpu_pct"] < TARGET_IDLE_CPU,
+        **{f"helper_{name}": hr["vs_print"] <= TARGET_HELPER_VS_PRINT for name, hr in helpers.items()},
     }
     return {
         "tokend": wheel,
@@ -1060,6 +1084,7 @@ def run_all(o: Options) -> dict[str, Any]:
         "targets": targets,
         "target_values": {
             "warm_ratio_max": TARGET_WARM_RATIO,
+            "helper_vs_print_max": TARGET_HELPER_VS_PRINT,
             "gcloud_factor_min": TARGET_GCLOUD_FACTOR,
             "rps_min": TARGET_RPS,
             "herd": "1 fetch, 0 errors",

@@ -242,3 +242,40 @@ def test_min_ttl_floor_for_aws_process() -> None:
 def test_min_ttl_unchanged_for_other_formats(fmt: str) -> None:
     assert formats.min_ttl(fmt, None, 300.0) is None
     assert formats.min_ttl(fmt, 42.0, 300.0) == 42.0
+
+
+def test_git_credential_lines_by_kind(bearer: Credential, aws: Credential) -> None:
+    git = formats.HELPER_RENDERERS["git-credential"]
+    assert git(bearer, {"host": "us-docker.pkg.dev"}) == (
+        f"username=oauth2accesstoken\npassword={TOKEN}\npassword_expiry_utc={int(EXPIRY)}\n"
+    )
+    basic = Credential(kind="basic", fields={"username": "robot", "password": "pw-123456"})
+    assert git(basic, {"host": "git.example.com"}) == "username=robot\npassword=pw-123456\n"
+    assert git(basic, {"host": "git.example.com", "username": "ci"}).startswith("username=ci\n")
+    secret = Credential.secret("s3cr3t-value")
+    assert git(secret, {"host": "elsewhere.example"}) == "username=tokend\npassword=s3cr3t-value\n"
+    with pytest.raises(formats.NotAPassword, match=r'gives aws credentials.*token = "ecr"') as err:
+        git(aws, {"host": "x.example"})
+    assert err.value.exit_status == 1 and "ASIAEXAMPLEKEYID" not in err.value.line()
+
+
+def test_docker_credential_json(bearer: Credential) -> None:
+    out = formats.HELPER_RENDERERS["docker-credential"](bearer, {"host": "ghcr.io", "server": "https://ghcr.io"})
+    assert out.endswith("\n")
+    assert json.loads(out) == {"ServerURL": "https://ghcr.io", "Username": "x-access-token", "Secret": TOKEN}
+
+
+@pytest.mark.parametrize("bad", ["a\nhost=evil.example", "a\tb", "a\rb", "a\x00b", "a\x7fb"])
+@pytest.mark.parametrize("fmt", ["git-credential", "docker-credential"])
+def test_helper_formats_refuse_control_characters(fmt: str, bad: str) -> None:
+    render = formats.HELPER_RENDERERS[fmt]
+    with pytest.raises(formats.NotAPassword, match="control character"):
+        render(Credential.bearer(bad), {"host": "x.example"})
+    basic = Credential(kind="basic", fields={"username": bad, "password": "pw"})
+    with pytest.raises(formats.NotAPassword, match="control character"):
+        render(basic, {"host": "x.example"})
+
+
+def test_helper_formats_are_not_get_formats(bearer: Credential) -> None:
+    with pytest.raises(UsageError, match="unknown format"):
+        formats.render(bearer, "git-credential")

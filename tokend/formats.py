@@ -7,8 +7,9 @@ import json
 import shlex
 from collections.abc import Callable, Mapping
 
+from tokend.client import hosts
 from tokend.core.credential import Credential
-from tokend.core.errors import UsageError
+from tokend.core.errors import TokendError, UsageError
 
 #: Environment variables for ``--format env`` (and tokend exec/env) by credential kind.
 ENV_NAMES: Mapping[str, Mapping[str, str]] = {
@@ -129,6 +130,58 @@ def min_ttl(fmt: str, requested: float | None, default: float) -> float | None:
     if floor is None:
         return requested
     return max(default if requested is None else requested, floor)
+
+
+class NotAPassword(TokendError):
+    """The credential cannot be sent as a username and password (wrong kind, or unsafe characters)."""
+
+    code = "not-a-password"
+
+
+def _login(cred: Credential, ctx: Mapping[str, str]) -> tuple[str, str]:
+    """Username and password for ``ctx["host"]``: ``ctx["username"]`` (the ``[hosts]``
+    route's) first, else a basic credential's own, else the host's default for tokens."""
+    if cred.kind == "basic":
+        username, password = ctx.get("username") or cred.fields["username"], cred.fields["password"]
+    elif cred.kind in ("bearer", "secret"):
+        username = ctx.get("username") or hosts.default_username(ctx.get("host", ""))
+        password = cred.primary or ""
+    else:
+        raise NotAPassword(
+            f"gives {cred.kind} credentials, not a token or a password"
+            + (' (for ECR set token = "ecr")' if cred.kind == "aws" else "")
+        )
+    # git's protocol is key=value lines: a newline in a value would add lines of
+    # the sender's choosing (another host's password, say). No control character
+    # has a place in a username or a token, so none is passed on.
+    if not password:
+        raise NotAPassword("the credential has no usable password")
+    if any(c < " " or c == "\x7f" for c in username + password):
+        raise NotAPassword("the credential contains a control character (a newline, tab or NUL): refused")
+    return username, password
+
+
+def git_credential(cred: Credential, ctx: Mapping[str, str]) -> str:
+    """git's credential-helper answer: ``username``, ``password``, ``password_expiry_utc`` lines."""
+    username, password = _login(cred, ctx)
+    lines = [f"username={username}", f"password={password}"]
+    if cred.expires_at is not None:
+        lines.append(f"password_expiry_utc={int(cred.expires_at)}")
+    return "\n".join(lines) + "\n"
+
+
+def docker_credential(cred: Credential, ctx: Mapping[str, str]) -> str:
+    """docker's credential-helper answer for the registry ``ctx["server"]`` (echoed as given)."""
+    username, password = _login(cred, ctx)
+    return json.dumps({"ServerURL": ctx.get("server", ""), "Username": username, "Secret": password}) + "\n"
+
+
+#: What the git and docker credential helpers print, rendered by the daemon (tokend/daemon/helpers.py).
+#: Not ``--format`` values: they need the ``[hosts]`` route and the host in ``ctx``.
+HELPER_RENDERERS: Mapping[str, Callable[[Credential, Mapping[str, str]], str]] = {
+    "git-credential": git_credential,
+    "docker-credential": docker_credential,
+}
 
 
 def check(fmt: str) -> None:

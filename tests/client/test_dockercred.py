@@ -20,14 +20,22 @@ ROUTES = {
 def calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, bool]]:
     seen: list[tuple[str, bool]] = []
 
-    def login(profile: str, route: hosts.Route, host: str, *, refresh: bool = False) -> helperlib.Login:
+    def login(
+        profile: str,
+        route: hosts.Route,
+        host: str,
+        *,
+        refresh: bool = False,
+        daemon: bool = True,
+        deadline: float | None = None,
+    ) -> helperlib.Login:
         seen.append((profile, refresh))
         if profile == "broken":
             line = "tokend: broken: the SSO session has expired; run: tokend login broken"
             raise helperlib.HelperError(line, 4)
         return helperlib.Login(route.username or hosts.default_username(host), f"secret-{profile}", None)
 
-    monkeypatch.setattr(helperlib, "load_routes", lambda path=None: ROUTES)
+    monkeypatch.setattr(helperlib, "load_routes", lambda path=None, daemon=True: ROUTES)
     monkeypatch.setattr(helperlib, "login", login)
     return seen
 

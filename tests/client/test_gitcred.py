@@ -17,13 +17,21 @@ ROUTES = {
 def calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, bool]]:
     seen: list[tuple[str, bool]] = []
 
-    def login(profile: str, route: hosts.Route, host: str, *, refresh: bool = False) -> helperlib.Login:
+    def login(
+        profile: str,
+        route: hosts.Route,
+        host: str,
+        *,
+        refresh: bool = False,
+        daemon: bool = True,
+        deadline: float | None = None,
+    ) -> helperlib.Login:
         seen.append((profile, refresh))
         if profile == "broken":
             raise helperlib.HelperError("tokend: broken: not signed in; run: tokend login broken", 4)
         return helperlib.Login(route.username or hosts.default_username(host), f"pw-{profile}", 1795525200)
 
-    monkeypatch.setattr(helperlib, "load_routes", lambda path=None: ROUTES)
+    monkeypatch.setattr(helperlib, "load_routes", lambda path=None, daemon=True: ROUTES)
     monkeypatch.setattr(helperlib, "login", login)
     return seen
 

@@ -56,7 +56,9 @@ def test_routes_and_errors(env: Path) -> None:
 
 
 def fake_credential(doc: dict[str, Any]) -> Any:
-    def credential(profile: str, *, refresh: bool = False) -> dict[str, Any]:
+    def credential(
+        profile: str, *, refresh: bool = False, daemon: bool = True, deadline: float | None = None
+    ) -> dict[str, Any]:
         return doc
 
     return credential

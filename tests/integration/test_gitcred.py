@@ -103,20 +103,30 @@ def test_integrate_git_then_plain_git_uses_tokend(sandbox: Sandbox) -> None:
     assert usage.returncode == 0  # [hosts] already routes git.example.com to gh
 
 
-def test_with_a_daemon_the_routes_come_from_it_not_the_file(sandbox: Sandbox) -> None:
+def imported(stderr: str) -> set[str]:
+    """The modules ``python -X importtime`` reported."""
+    return {line.rpartition("|")[2].strip() for line in stderr.splitlines()[1:] if "|" in line}
+
+
+def test_with_a_daemon_the_helper_imports_what_tokend_print_imports(sandbox: Sandbox) -> None:
     gh, _, env = world(sandbox)
     python = str(BIN / "python")
     ask = [python, "-X", "importtime", HELPER, "get"]
-    # No daemon yet: the helper reads [hosts] from the file (tomllib), then starts one.
+    # No daemon yet: the helper starts one, which answers; the file is not parsed here.
     first = subprocess.run(ask, input="protocol=https\nhost=github.com\n\n", env=env, capture_output=True,
                            text=True, timeout=30)
-    assert fields(first.stdout)["password"] == gh.tokens()[-1]
-    assert "tomllib" in first.stderr
-    # With one running, the daemon answers the route: no TOML is parsed.
+    assert fields(first.stdout)["password"] == gh.tokens()[-1], first.stderr[-300:]
+    assert "tomllib" not in imported(first.stderr)
+    # With one running, the daemon renders the answer: nothing beyond tokend-print's imports.
     again = subprocess.run(ask, input="protocol=https\nhost=github.com\n\n", env=env, capture_output=True,
                            text=True, timeout=30)
     assert fields(again.stdout)["password"] == gh.tokens()[-1]
-    assert "tomllib" not in again.stderr
+    printed = subprocess.run([python, "-X", "importtime", str(BIN / "tokend-print"), "gh"], env=env,
+                             capture_output=True, text=True, timeout=30)
+    assert printed.stdout.strip() == gh.tokens()[-1]
+    extra = imported(again.stderr) - imported(printed.stderr)
+    assert extra == {"tokend.client.helpercall", "tokend.client.gitcred"}
+    assert not {"json", "re", "tomllib", "collections"} & imported(again.stderr)
     # An unmapped host is still nobody's business.
     other = subprocess.run(ask, input="protocol=https\nhost=example.org\n\n", env=env, capture_output=True,
                            text=True, timeout=30)

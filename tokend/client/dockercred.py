@@ -8,15 +8,22 @@ unknown registry answers exactly ``credentials not found in native keychain``
 registries and their usernames (no secret is fetched). ``store`` accepts what
 docker hands over for a mapped registry and keeps nothing (tokend's sources
 are the truth); ``erase`` asks tokend for a new credential, rate-limited.
+
+With a daemon, ``get`` and ``erase`` are one ``helper`` request whose answer
+is printed as it comes (tokend.client.helpercall): the daemon matches
+``[hosts]`` and renders the JSON. Daemonless, and for the other verbs,
+``run`` works it out here.
 """
 
-from __future__ import annotations
-
-import json
 import sys
+import time
 
 from tokend import __version__
-from tokend.client import helperlib, hosts
+from tokend.client import fastpath, helpercall
+
+TYPE_CHECKING = False  # typing costs milliseconds to import on this hot path
+if TYPE_CHECKING:
+    from tokend.client import hosts
 
 NOT_FOUND = "credentials not found in native keychain"
 USAGE = "usage: docker-credential-tokend get|list|store|erase|version"
@@ -27,25 +34,62 @@ class Failed(Exception):
     """An answer on stdout with exit status 1 (the helper protocol's error)."""
 
 
-def _route(server: str) -> hosts.Route:
+def _route(server: str, daemon: bool) -> "hosts.Route":
+    from tokend.client import helperlib
+
     if not server.strip():
         raise Failed("no server URL on stdin")
-    route = helperlib.route_for(server)
+    route = helperlib.route_for(server, daemon=daemon)
     if route is None:
         raise Failed(NOT_FOUND)
     return route
 
 
-def run(op: str, data: str) -> str:
-    """What to print for ``op`` given stdin ``data``; Failed for an error answer."""
+def ask(op: str, data: str) -> tuple[int, str]:
+    """The exit status and stdout for ``op``: the daemon's answer to get and erase, else ``run``'s."""
+    server = data.strip()
+    deadline = None
+    if op in ("get", "erase") and server:
+        fields = {"format": "docker-credential", "host": server}
+        if op == "erase":
+            fields["refresh"] = "1"
+        try:
+            timeout = fastpath.timeout_from_env()
+            deadline = time.monotonic() + timeout
+            got = helpercall.ask(fields, deadline, timeout)
+            if got is not None:
+                return (0 if got[0] == 0 else 1), got[1].decode("utf-8", "replace")
+            daemon = False
+        except fastpath.Fail as f:
+            return 1, f.line + "\n"
+        except helpercall.OldDaemon:
+            daemon = True
+    else:
+        daemon = True
+    try:
+        return 0, run(op, data, daemon=daemon, deadline=deadline)
+    except Failed as e:
+        return 1, str(e) + "\n"
+
+
+def run(op: str, data: str, *, daemon: bool = True, deadline: float | None = None) -> str:
+    """What to print for ``op`` given stdin ``data``, worked out here; Failed for an error answer.
+
+    ``daemon=False``: read ``[hosts]`` from the file and fetch daemonless, by
+    ``deadline`` (``time.monotonic()``) when given.
+    """
+    import json  # only here: the daemon renders get's answer
+
+    from tokend.client import helperlib, hosts
+
     try:
         if op == "get":
             server = data.strip()
-            route = _route(server)
-            got = helperlib.login(route.profile, route, server)
+            route = _route(server, daemon)
+            got = helperlib.login(route.profile, route, server, daemon=daemon, deadline=deadline)
             return json.dumps({"ServerURL": server, "Username": got.username, "Secret": got.password}) + "\n"
         if op == "list":
-            routes = helperlib.load_routes()
+            routes = helperlib.load_routes(daemon=daemon)
             listed = {
                 key: route.username or hosts.default_username(key)
                 for key, route in routes.items()
@@ -57,7 +101,7 @@ def run(op: str, data: str) -> str:
                 server = str(json.loads(data).get("ServerURL") or "")
             except (ValueError, AttributeError):
                 raise Failed("store: expected JSON with ServerURL, Username and Secret") from None
-            if helperlib.route_for(server) is None:
+            if helperlib.route_for(server, daemon=daemon) is None:
                 raise Failed(
                     f"tokend does not store credentials: map {hosts.normalize(server)} to a profile "
                     "in the [hosts] table of the tokend config"
@@ -65,8 +109,8 @@ def run(op: str, data: str) -> str:
             return ""
         if op == "erase":
             server = data.strip()
-            route = _route(server)
-            helperlib.login(route.profile, route, server, refresh=True)
+            route = _route(server, daemon)
+            helperlib.login(route.profile, route, server, refresh=True, daemon=daemon, deadline=deadline)
             return ""
         if op == "version":
             return f"docker-credential-tokend (tokend) {__version__}\n"
@@ -81,11 +125,7 @@ def main() -> None:
         sys.stdout.write(USAGE + "\n")
         sys.exit(1)
     data = "" if args[0] in ("list", "version") else sys.stdin.read(MAX_INPUT)
-    try:
-        out = run(args[0], data)
-    except Failed as e:
-        sys.stdout.write(str(e) + "\n")
-        sys.stdout.flush()
-        sys.exit(1)
+    status, out = ask(args[0], data)
     sys.stdout.write(out)
     sys.stdout.flush()
+    sys.exit(status)

@@ -8,13 +8,17 @@ to its next helper. Only ``https`` is served. ``store`` has nothing to do
 (tokend's sources are the truth); ``erase`` (git got a 401 with the password)
 asks tokend for a new credential, rate-limited per profile like ``--refresh``.
 Errors go to stderr as one line and never hold a secret.
+
+With a daemon, the host goes to it in one ``helper`` request and its answer
+is printed as it comes (tokend.client.helpercall): the daemon matches
+``[hosts]`` and renders the lines, refusing a credential with a newline or
+another control character in it. Daemonless, ``answer`` does the same here.
 """
 
-from __future__ import annotations
-
 import sys
+import time
 
-from tokend.client import helperlib
+from tokend.client import fastpath, helpercall
 
 USAGE = "usage: git-credential-tokend get|store|erase (run by git: git config credential.helper ...)"
 MAX_INPUT = 64 * 1024
@@ -33,20 +37,53 @@ def read_attributes(data: bytes) -> dict[str, str]:
     return attrs
 
 
-def answer(op: str, attrs: dict[str, str]) -> str:
-    """What to print for ``op``; HelperError when the mapped profile fails."""
+def run(op: str, attrs: dict[str, str]) -> tuple[int, bytes]:
+    """The exit status and what to print (stdout on 0, else the stderr line) for ``op``."""
+    host = attrs.get("host", "")
+    if op not in ("get", "erase") or attrs.get("protocol") != "https" or not host:
+        return 0, b""  # store, verbs a later git may add, plain http: nothing to do
+    fields = {"format": "git-credential", "host": host, "protocol": "https"}
+    if op == "erase":
+        fields["refresh"] = "1"
+    daemon = False
+    try:
+        timeout = fastpath.timeout_from_env()
+        deadline = time.monotonic() + timeout
+        got = helpercall.ask(fields, deadline, timeout)
+        if got is not None:
+            return got
+    except fastpath.Fail as f:
+        return f.status, f.line.encode()
+    except helpercall.OldDaemon:
+        daemon = True
+    from tokend.client import helperlib  # only daemonless: json, re and TOML cost milliseconds
+
+    try:
+        return 0, answer(op, attrs, daemon=daemon, deadline=deadline).encode()
+    except helperlib.HelperError as e:
+        return e.status, e.line.encode()
+
+
+def answer(op: str, attrs: dict[str, str], *, daemon: bool = True, deadline: float | None = None) -> str:
+    """What to print for ``op``, worked out here; HelperError when the mapped profile fails.
+
+    ``daemon=False``: read ``[hosts]`` from the file and fetch daemonless, by
+    ``deadline`` (``time.monotonic()``) when given.
+    """
+    from tokend.client import helperlib
+
     host = attrs.get("host", "")
     if attrs.get("protocol") != "https" or not host:
         return ""
-    route = helperlib.route_for(host)
+    route = helperlib.route_for(host, daemon=daemon)
     if route is None:
         return ""
     if op == "erase":
-        helperlib.login(route.profile, route, host, refresh=True)
+        helperlib.login(route.profile, route, host, refresh=True, daemon=daemon, deadline=deadline)
         return ""
     if op != "get":
         return ""  # store, and verbs a later git may add
-    got = helperlib.login(route.profile, route, host)
+    got = helperlib.login(route.profile, route, host, daemon=daemon, deadline=deadline)
     lines = [f"username={got.username}", f"password={got.password}"]
     if got.expires_at is not None:
         lines.append(f"password_expiry_utc={got.expires_at}")
@@ -59,10 +96,10 @@ def main() -> None:
         sys.stderr.write(USAGE + "\n")
         sys.exit(0 if args in (["-h"], ["--help"]) else 2)
     data = sys.stdin.buffer.read(MAX_INPUT)
-    try:
-        out = answer(args[0], read_attributes(data))
-    except helperlib.HelperError as e:
-        sys.stderr.write(e.line + "\n")
-        sys.exit(e.status)
-    sys.stdout.write(out)
+    status, out = run(args[0], read_attributes(data))
+    if status != 0:
+        sys.stderr.buffer.write(out.rstrip(b"\n") + b"\n")
+        sys.stderr.flush()
+        sys.exit(status)
+    sys.stdout.buffer.write(out)
     sys.stdout.flush()

@@ -1,6 +1,9 @@
 """What the git and docker credential helpers share: the ``[hosts]`` route and one credential.
 
-Stdlib only, like tokend-print's hot path. The routes come from the running
+The helpers ask a running daemon for their whole answer (tokend.client.helpercall)
+and import this only when they must work it out themselves: daemonless (CI, or
+no daemon could start; ``daemon=False`` below), or with a daemon too old for
+that request. Stdlib only. The routes come from the running
 daemon (a ``routes`` request: the daemon has the config parsed already), else
 straight from the config file's ``[hosts]`` table (``tokend.core.config``
 validates the same table with the same rules from ``tokend.client.hosts``;
@@ -32,6 +35,9 @@ else:
     Login = collections.namedtuple("Login", "username password expires_at")
 
 
+CONTROL_CHARACTER = "the credential contains a control character (a newline, tab or NUL): refused"
+
+
 class HelperError(Exception):
     """One line for the consumer (git: stderr; docker: stdout) and an exit status."""
 
@@ -41,9 +47,9 @@ class HelperError(Exception):
         self.status = status
 
 
-def load_routes(path: str | None = None) -> dict[str, hosts.Route]:
+def load_routes(path: str | None = None, *, daemon: bool = True) -> dict[str, hosts.Route]:
     """The ``[hosts]`` table (the daemon's, else ``path``'s); empty when there is no config."""
-    if path is None and not fastpath.no_daemon():
+    if path is None and daemon and not fastpath.no_daemon():
         routes = daemon_routes()
         if routes is not None:
             return routes
@@ -112,19 +118,27 @@ def file_routes(path: str | None = None) -> dict[str, hosts.Route]:
     return routes
 
 
-def route_for(host: str, path: str | None = None) -> hosts.Route | None:
-    return hosts.match(load_routes(path), host)
+def route_for(host: str, path: str | None = None, *, daemon: bool = True) -> hosts.Route | None:
+    return hosts.match(load_routes(path, daemon=daemon), host)
 
 
-def credential(profile: str, *, refresh: bool = False) -> dict[str, Any]:
-    """The credential of ``profile`` as ``--format json`` gives it; HelperError on failure."""
+def credential(
+    profile: str, *, refresh: bool = False, daemon: bool = True, deadline: float | None = None
+) -> dict[str, Any]:
+    """The credential of ``profile`` as ``--format json`` gives it; HelperError on failure.
+
+    ``daemon=False``: fetched daemonless at once (no daemon answered the helper's request).
+    ``deadline`` (``time.monotonic()``): what is left of the helper's time, else TOKEND_TIMEOUT.
+    """
     fields = {"profile": profile, "format": "json"}
     if refresh:
         fields["refresh"] = "1"
     try:
-        timeout = fastpath.timeout_from_env()
-        if fastpath.no_daemon():
-            status, body = _daemonless(fields, time.monotonic() + timeout)
+        if deadline is None:
+            deadline = time.monotonic() + fastpath.timeout_from_env()
+        timeout = max(deadline - time.monotonic(), 0.001)
+        if not daemon or fastpath.no_daemon():
+            status, body = _daemonless(fields, deadline)
         else:
             status, body = fastpath.ask(fields, timeout, _daemonless)
     except fastpath.Fail as f:
@@ -157,9 +171,17 @@ def _daemonless(fields: dict[str, str], deadline: float) -> tuple[int, bytes]:
     return done.returncode, done.stdout if done.returncode == 0 else done.stderr
 
 
-def login(profile: str, route: hosts.Route, host: str, *, refresh: bool = False) -> Login:
-    """Username and password for ``host`` from ``profile``'s credential."""
-    doc = credential(profile, refresh=refresh)
+def login(
+    profile: str,
+    route: hosts.Route,
+    host: str,
+    *,
+    refresh: bool = False,
+    daemon: bool = True,
+    deadline: float | None = None,
+) -> Login:
+    """Username and password for ``host`` from ``profile``'s credential (``credential``'s options)."""
+    doc = credential(profile, refresh=refresh, daemon=daemon, deadline=deadline)
     kind = doc.get("kind")
     if kind == "basic":
         username, password = route.username or doc.get("username"), doc.get("password")
@@ -172,8 +194,9 @@ def login(profile: str, route: hosts.Route, host: str, *, refresh: bool = False)
         )
     if not isinstance(username, str) or not isinstance(password, str) or not password:
         raise HelperError(f"tokend: {profile}: the credential has no usable password")
-    if any(c in username + password for c in "\n\0"):
-        raise HelperError(f"tokend: {profile}: the credential contains a newline or NUL")
+    # git's protocol is key=value lines: no control character is passed on (as the daemon's answer).
+    if any(c < " " or c == "\x7f" for c in username + password):
+        raise HelperError(f"tokend: {profile}: {CONTROL_CHARACTER}")
     return Login(username, password, _epoch(doc.get("expires_at")))
 
 

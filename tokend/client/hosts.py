@@ -13,7 +13,8 @@ below it; the longest match wins, an exact key beats every wildcard). The
 username sent with a bearer token defaults by host (``oauth2accesstoken`` for
 Google registries, ``AWS`` for ECR, ``x-access-token`` for GitHub, …).
 
-Stdlib only: the git and docker credential helpers read this on their hot path.
+Stdlib only: the daemon matches hosts with it (tokend/daemon/helpers.py), and
+the git and docker credential helpers when they run daemonless.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import collections
 import re
 from collections.abc import Mapping
 
-TYPE_CHECKING = False  # typing costs milliseconds to import on the helpers' hot path
+TYPE_CHECKING = False  # typing costs milliseconds to import in a daemonless helper
 if TYPE_CHECKING:
     from typing import NamedTuple, TypeVar
 

@@ -20,6 +20,7 @@ from tokend.core.credential import Credential
 from tokend.core.durations import parse_duration
 from tokend.core.errors import EXIT_FAILED, EXIT_USAGE, TokendError, UnknownProfile
 from tokend.core.logs import escape
+from tokend.daemon import helpers
 from tokend.daemon.configwatch import ConfigWatch
 from tokend.daemon.repeat import RepeatTracker, caller_of
 from tokend.daemon.runtime import peer_cred
@@ -94,6 +95,9 @@ class Daemon:
                 return 0, (json.dumps(served) + "\n").encode()
             if op == "routes":
                 return self._routes()
+            if op == "helper":  # git-credential-tokend, docker-credential-tokend
+                self._follow_config()
+                return helpers.serve(self.broker, fields)
             if op == "reload":
                 return 0, (self.reload() + "\n").encode()
             if op == "drop":

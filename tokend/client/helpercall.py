@@ -1,0 +1,72 @@
+"""The git and docker credential helpers' one request: the daemon renders their whole answer.
+
+A helper sends what it read from its consumer and gets back exactly what to
+print (tokend/daemon/helpers.py), so on its hot path it imports what
+``tokend-print`` imports and nothing more: no json, no re, no config parsing.
+The checks are tokend-print's own (``tokend.client.fastpath``): the runtime
+directory must be ours and closed to others, the listener must run as our
+uid, and a missing daemon is started once per herd. Without a daemon (CI, or
+none could start) the helper does the work itself (``tokend.client.helperlib``,
+imported only then).
+"""
+
+from tokend.client import fastpath, paths, protocol, trust
+
+OP = "helper"
+
+
+class OldDaemon(Exception):
+    """The daemon predates the ``helper`` request: ask it the old way (routes, then get)."""
+
+
+def ask(fields: dict[str, str], deadline: float, timeout: float) -> "tuple[int, bytes] | None":
+    """The daemon's ``(status, body)`` for a ``helper`` request, by ``deadline`` (``time.monotonic()``,
+    ``timeout`` from now); None when the helper must answer daemonless, in what is left.
+    Fail says why no daemon could be asked (a refused runtime directory or peer,
+    a broken daemon, a missed deadline); OldDaemon, see there."""
+    if fastpath.no_daemon():
+        return None
+    rundir = paths.runtime_dir(fastpath.getenv)
+    sock_path = rundir + "/" + paths.SOCKET_NAME
+    request = protocol.encode_request(OP, fields)
+    # No daemon can listen on a path over the unix limit, nor read a request over its
+    # limit (a host of kilobytes): answer daemonless, as tokend-print does.
+    if len(sock_path.encode()) > paths.MAX_SOCKET_PATH or len(request) > protocol.MAX_REQUEST:
+        return None
+    answer = None
+    try:
+        # Nothing is created, locked, asked or believed before this check.
+        if fastpath.trusted_dir(rundir):
+            answer = _call_running(sock_path, request, timeout)
+        if answer is None and not fastpath.truthy(fastpath.getenv("TOKEND_NO_AUTOSTART")):
+            reserve = timeout * fastpath.FALLBACK_RESERVE
+            answer = fastpath.autostart(sock_path, request, deadline - reserve)
+    except trust.Refused as e:
+        raise fastpath.Fail(fastpath.EXIT_NO_DAEMON, "tokend: " + e.line) from None
+    except TimeoutError:
+        raise fastpath.Fail(fastpath.EXIT_FAILED, "tokend: " + fastpath.missed_deadline(timeout)) from None
+    except (protocol.NoAnswer, protocol.ProtocolError, OSError) as e:
+        raise fastpath.Fail(
+            fastpath.EXIT_NO_DAEMON,
+            f"tokend: daemon at {sock_path} failed to answer ({e.__class__.__name__}: {e})",
+        ) from None
+    if answer is None:
+        if fastpath.truthy(fastpath.getenv("TOKEND_NO_FALLBACK")):
+            raise fastpath.Fail(
+                fastpath.EXIT_NO_DAEMON,
+                f"tokend: no daemon at {sock_path} "
+                "(autostart failed; fallback disabled by TOKEND_NO_FALLBACK)",
+            )
+        return None
+    status, body = answer
+    if status == fastpath.EXIT_USAGE and body.startswith(b"tokend: malformed request: unknown operation"):
+        raise OldDaemon()
+    return status, body
+
+
+def _call_running(sock_path: str, request: bytes, timeout: float) -> "tuple[int, bytes] | None":
+    """The answer of the daemon listening at ``sock_path``; None when none listens."""
+    try:
+        return protocol.call(sock_path, request, timeout)
+    except (FileNotFoundError, ConnectionRefusedError):
+        return None
