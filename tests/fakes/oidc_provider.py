@@ -61,6 +61,10 @@ class Provider:
     proc: subprocess.Popen[str]
     log: Path
 
+    @property
+    def jwks_uri(self) -> str:
+        return f"{self.issuer}/jwks"
+
     def log_text(self) -> str:
         return self.log.read_text(errors="replace")
 
@@ -98,8 +102,10 @@ def oidc_provider(
     access_ttl: int = 600,
     exchange: Mapping[str, Sequence[str]] | None = None,
     device_code_ttl: int = 600,
+    resources: Sequence[str] = (RESOURCE,),
 ) -> Iterator[Provider]:
-    """The provider, serving ``clients``; ``exchange``: client → the clients whose tokens it may exchange."""
+    """The provider, serving ``clients``; ``exchange``: client → the clients whose tokens it may exchange;
+    ``resources``: the APIs it issues JWT access tokens for (the first is the one token exchange checks)."""
     require()
     with tempfile.TemporaryDirectory(prefix="tokend-oidc-") as tmp:
         config = Path(tmp) / "config.json"
@@ -107,7 +113,7 @@ def oidc_provider(
             json.dumps(
                 {
                     "clients": list(clients),
-                    "resource": RESOURCE,
+                    "resources": list(resources),
                     "accessTokenTTL": access_ttl,
                     "exchange": {k: list(v) for k, v in (exchange or {}).items()},
                     "deviceCodeTTL": device_code_ttl,
