@@ -147,6 +147,15 @@ def test_one_sign_in_serves_every_profile_of_the_identity(
     assert provider.grants("refresh_token") == 4
     assert stored(env, provider.issuer) not in (None, rotated)
 
+    # Without a daemon, processes of both profiles at once: each process refreshes on its own, and
+    # the identity's lock file keeps two of them from presenting the same refresh token.
+    daemon.stop()
+    alone = {**env, "TOKEND_NO_DAEMON": "1"}
+    for name, r in herd(sandbox, alone, 10):
+        assert r.status == 0 and audience(r.out.strip()) == (API_A if name == "gateway" else API_B), r
+    assert provider.grants("refresh_token") == 6, "one refresh per profile, the other processes wait"
+    daemon = sandbox.start_daemon(env=env)
+
     # Revoked: both profiles need the sign-in again, and one login brings both back.
     latest = stored(env, provider.issuer)
     assert requests.post(

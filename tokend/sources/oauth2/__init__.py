@@ -201,7 +201,7 @@ class OAuth2Source(BaseSource):
         client = self.client()
         endpoints = self.discovery.endpoints(remaining(deadline))
         if self.settings["grant"] in REFRESHING:
-            answer = self._refresh(client, endpoints.token, remaining(deadline))
+            answer = self._refresh(client, endpoints.token, deadline)
         elif self.settings["grant"] == "token_exchange":
             subject = request.credential_of(self.settings["subject"].name)
             answer = request_token(
@@ -236,19 +236,19 @@ class OAuth2Source(BaseSource):
             answer, which=str(self.settings["token"]), now=self.clock(), ttl=float(self.settings["ttl"])
         )
 
-    def _refresh(self, client: Client, url: str, timeout: float) -> dict[str, Any]:
+    def _refresh(self, client: Client, url: str, deadline: float) -> dict[str, Any]:
         """A new access token from the identity's refresh token, the rotated one stored at once.
 
         The store is read under the identity's lock on every refresh: another
         profile of the identity may have rotated the token since.
         """
-        with self.store.lock:
+        with self.store.refreshing(remaining(deadline)):
             token, origin = self._refresh_token()
             try:
                 answer = request_token(
                     client,
                     url,
-                    timeout=timeout,
+                    timeout=remaining(deadline),
                     grant_type="refresh_token",
                     params={"refresh_token": token, **self.target()},
                 )
@@ -336,7 +336,7 @@ class OAuth2Source(BaseSource):
             raise UsageError(
                 'the provider issued no refresh token: add "offline_access" to scopes', profile=self.profile
             )
-        with self.store.lock:
+        with self.store.refreshing(ctx.timeout):  # not while a daemon presents the old one
             self.store.put(refresh)
 
     def logout(self) -> None:

@@ -19,13 +19,14 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
+import os
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from tokend import ci
-from tokend.core.errors import REDACTOR
+from tokend.core.errors import REDACTOR, SourceTimeout
 
 SERVICE = "tokend-oauth2"
 
@@ -105,6 +106,40 @@ class RefreshStore:
         self.key = key_of(identity)
         self.legacy = legacy
         self.lock = refresh_lock(identity)
+
+    @contextlib.contextmanager
+    def refreshing(self, timeout: float) -> Iterator[None]:
+        """Held while the refresh token is presented and its rotation stored.
+
+        Threads of this process wait on the identity's lock; where the token is
+        shared through the keychain, other processes (``tokend-print`` without a
+        daemon, another profile's) wait on a lock file of the identity's in the
+        runtime directory.
+        """
+        if not self.lock.acquire(timeout=max(timeout, 0.01)):
+            raise SourceTimeout("another refresh of this sign-in took longer than the fetch's timeout")
+        try:
+            if _keychain() is None:
+                yield
+                return
+            from filelock import Timeout
+
+            from tokend.client import paths
+            from tokend.client.rundir import prepare_dir
+            from tokend.core.locks import private_lock
+
+            rundir = paths.runtime_dir()
+            prepare_dir(rundir)
+            try:
+                held = private_lock(os.path.join(rundir, f"oauth2-{self.key}.lock")).acquire(timeout=timeout)
+            except Timeout:
+                raise SourceTimeout(
+                    "another process held this sign-in's refresh longer than the fetch's timeout"
+                ) from None
+            with held:
+                yield
+        finally:
+            self.lock.release()
 
     def get(self) -> Stored | None:
         keyring = _keychain()
