@@ -18,6 +18,7 @@ import pytest
 import requests
 
 from tests.fakes.oidc_provider import Provider, approve_device, oidc_provider, public_device_client
+from tokend.sources.oauth2.store import identity_of, key_of
 
 from .conftest import TOKEND, TOKEND_PRINT, Result, Sandbox, SecretService
 from .test_oauth2_login import PROMPT, stored
@@ -56,6 +57,14 @@ def herd(sandbox: Sandbox, env: Mapping[str, str], n: int = 20) -> list[tuple[st
     names = ["gateway" if i % 2 else "internal" for i in range(n)]
     results = sandbox.run_many([[TOKEND_PRINT, p] for p in names], env=env, timeout=90)
     return list(zip(names, results, strict=True))
+
+
+def keychain(env: Mapping[str, str], calls: str) -> None:
+    """Run ``keyring.CALLS`` against the test's Secret Service."""
+    subprocess.run(
+        [TOKEND.replace("/tokend", "/python"), "-c", f"from keyring import *; {calls}"],
+        env=dict(env), check=True, timeout=60,
+    )  # fmt: skip
 
 
 def notes(path: Path) -> list[str]:
@@ -138,14 +147,19 @@ def test_one_sign_in_serves_every_profile_of_the_identity(
     rotated = stored(env, provider.issuer)
     assert rotated
 
-    # A new daemon: each profile finds the token the other rotated last.
+    # As an older tokend left it: the token under the profile's name. A new daemon moves it to the
+    # identity's entry, and each profile then finds the token the other rotated last.
     daemon.stop()
+    entry = key_of(identity_of({"issuer": provider.issuer, "client_id": "cli"}))
+    keychain(env, f"set_password('tokend-oauth2', 'gateway', {rotated!r}); "
+             f"delete_password('tokend-oauth2', {entry!r})")  # fmt: skip
+    assert stored(env, provider.issuer) is None and stored(env, None) == rotated
     daemon = sandbox.start_daemon(env=env)
-    for name in ("internal", "gateway"):
+    for name in ("gateway", "internal"):
         r = sandbox.print_(name, env=env)
         assert r.status == 0 and r.out.strip() not in (a, b), r
     assert provider.grants("refresh_token") == 4
-    assert stored(env, provider.issuer) not in (None, rotated)
+    assert stored(env, provider.issuer) not in (None, rotated) and stored(env, None) is None
 
     # Without a daemon, processes of both profiles at once: each process refreshes on its own, and
     # the identity's lock file keeps two of them from presenting the same refresh token.

@@ -25,7 +25,7 @@ from tests.fakes.oidc_provider import (
     public_native_client,
     refuse_device,
 )
-from tokend.sources.oauth2.store import key_of
+from tokend.sources.oauth2.store import identity_of, key_of
 
 from .conftest import TOKEND, TOKEND_PRINT, Sandbox, SecretService
 
@@ -84,7 +84,7 @@ def login(sandbox: Sandbox, env: Mapping[str, str], person: str) -> subprocess.C
 def stored(env: Mapping[str, str], issuer: str | None, client: str = "cli") -> str | None:
     """The refresh token in the keychain for the identity (``issuer``, ``client``); issuer None: the
     entry an older tokend kept under the profile's name (gateway)."""
-    key = key_of(f"oauth2 {issuer} {client}") if issuer else "gateway"
+    key = key_of(identity_of({"issuer": issuer, "client_id": client})) if issuer else "gateway"
     done = subprocess.run(
         [TOKEND.replace("/tokend", "/python"), "-c",
          f"import keyring; print(keyring.get_password('tokend-oauth2', {key!r}) or '')"],
