@@ -7,6 +7,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
@@ -129,3 +130,24 @@ def test_a_new_refresh_token_in_the_reference_wins_over_one_rotated_from_the_old
         2,
         ["tokend: gw: grant = 'refresh_token' needs no sign-in: it starts from env:GW_REFRESH"],
     )
+
+
+@pytest.mark.timeout(180)
+def test_in_ci_one_daemon_keeps_the_rotations_in_memory(sandbox: Sandbox) -> None:
+    with oidc_provider([public_device_client("script")], access_ttl=15) as short:
+        original = device_login(short.issuer, "script", scope=SCOPE, resource=RESOURCE)["refresh_token"]
+        sandbox.write_config(config(short.issuer, "env:GW_REFRESH") + "min_ttl = 5\n")
+        # No keychain here: CI=true must not look for one.
+        env = {**sandbox.env(), "CI": "true", "TOKEND_NO_DAEMON": "0", "GW_REFRESH": original}
+        env.pop("DBUS_SESSION_BUS_ADDRESS", None)
+        r = sandbox.print_("gw", env=env)  # starts the daemon
+        assert r.status == 0 and claims(r.out.strip())["aud"] == RESOURCE, r
+        assert sandbox.daemon_pids(), "the job's calls go through one daemon"
+        # The daemon refreshes before the 15 s token nears min_ttl, with the rotated token it
+        # holds in memory (the original would be refused: it was used once).
+        deadline = time.monotonic() + 60
+        while short.grants("refresh_token") < 3 and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert short.grants("refresh_token") >= 3, short.log_text()[-2000:]
+        again = sandbox.print_("gw", env=env)
+        assert again.status == 0 and again.out.strip() != r.out.strip(), again
