@@ -19,9 +19,10 @@ import requests
 import tomlkit
 
 from tests.e2e.test_codex import codex, sandbox  # noqa: F401 (the fixtures)
-from tests.fakes.oidc_provider import Provider, confidential, oidc_provider
+from tests.fakes.oidc_provider import Provider, confidential, oidc_provider, public_device_client
 from tests.fakes.responses_api import FakeResponsesApi, JwtCheck
-from tests.integration.conftest import TOKEND_PRINT, Result, Sandbox
+from tests.integration.conftest import TOKEND_PRINT, Result, Sandbox, SecretService, secret_service  # noqa: F401
+from tests.integration.test_oauth2_login import login
 
 GATEWAY = "https://gateway.example.test"
 OTHER_API = "https://other.example.test"
@@ -30,7 +31,7 @@ SECRET = "s3cret-codex-gateway-0001"
 
 @pytest.fixture(scope="module")
 def provider() -> Iterator[Provider]:
-    clients = [confidential("codex-gw", SECRET)]
+    clients = [confidential("codex-gw", SECRET), public_device_client("codex-cli")]
     with oidc_provider(clients, resources=(GATEWAY, OTHER_API)) as p:
         yield p
 
@@ -138,3 +139,50 @@ def test_codex_with_a_gateway_token_from_an_openid_provider(
         ), check.refused
         daemon.stop()
         assert t1 not in daemon.log_text() and t2 not in daemon.log_text()
+
+
+@pytest.mark.timeout(300)
+def test_codex_with_a_signed_in_device_code_profile(
+    codex: str,  # noqa: F811
+    sandbox: Sandbox,  # noqa: F811
+    secret_service: SecretService,  # noqa: F811
+    provider: Provider,
+) -> None:
+    sandbox.write_config(f"""
+        [profiles.gateway]
+        source = "oauth2"
+        issuer = "{provider.issuer}"
+        client_id = "codex-cli"
+        grant = "device_code"
+        scopes = ["openid", "offline_access", "ai.invoke"]
+        resource = "{GATEWAY}"
+        """)
+    codex_home = sandbox.root / "codex-home"
+    env = {
+        k: v
+        for k, v in {**secret_service.env, "CODEX_HOME": str(codex_home)}.items()
+        if not k.startswith(("OPENAI_", "CODEX_API"))
+    }
+    signed_in = login(sandbox, env, "approve")
+    assert signed_in.returncode == 0, signed_in
+    assert sandbox.tokend("integrate", "codex", "gateway", env=env).status == 0
+
+    revoked: set[str] = set()
+    with FakeResponsesApi(lambda t: t not in revoked, jwt=JwtCheck(provider.issuer, GATEWAY)) as api:
+        daemon = sandbox.start_daemon(env=env)
+        first = codex_exec(codex, sandbox, env, api)
+        assert first.status == 0 and "pong from the fake" in first.out, first.err[-3000:]
+        t1 = api.calls()[-1].token
+        assert t1 is not None and (claims(t1)["aud"], claims(t1)["sub"]) == (GATEWAY, "alice")
+        refreshed = provider.grants("refresh_token")
+
+        # Revoked by the gateway: the 401 makes Codex ask again, and the daemon exchanges the
+        # (rotated) refresh token for a new access token.
+        revoked.add(t1)
+        second = codex_exec(codex, sandbox, env, api)
+        assert second.status == 0 and "pong from the fake" in second.out, second.err[-3000:]
+        calls = [(s.token, s.status) for s in api.calls()[1:]]
+        assert len(calls) == 2 and calls[0] == (t1, 401) and calls[1][1] == 200, calls
+        assert calls[1][0] not in (None, t1) and claims(str(calls[1][0]))["sub"] == "alice"
+        assert provider.grants("refresh_token") == refreshed + 1
+        daemon.stop()
