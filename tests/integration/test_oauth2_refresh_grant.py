@@ -17,7 +17,7 @@ import requests
 from tests.fakes.oidc_provider import RESOURCE, Provider, device_login, oidc_provider, public_device_client
 
 from .conftest import Sandbox, SecretService
-from .test_oauth2_login import stored
+from .test_oauth2_login import login, stored
 
 SCOPE = "openid offline_access ai.invoke"
 
@@ -151,3 +151,30 @@ def test_in_ci_one_daemon_keeps_the_rotations_in_memory(sandbox: Sandbox) -> Non
         assert short.grants("refresh_token") >= 3, short.log_text()[-2000:]
         again = sandbox.print_("gw", env=env)
         assert again.status == 0 and again.out.strip() != r.out.strip(), again
+
+
+@pytest.mark.timeout(180)
+def test_a_dead_configured_token_leaves_the_identity_s_sign_in_alone(
+    sandbox: Sandbox, secret_service: SecretService, provider: Provider
+) -> None:
+    dead = device_login(provider.issuer, "script", scope=SCOPE, resource=RESOURCE)["refresh_token"]
+    assert requests.post(
+        f"{provider.issuer}/token/revocation", data={"client_id": "script", "token": dead}, timeout=30
+    ).status_code == 200
+    signed_in = config(provider.issuer, "env:GW_REFRESH").replace("[profiles.gw]", "[profiles.gateway]")
+    signed_in = signed_in.replace('grant = "refresh_token"', 'grant = "device_code"')
+    signed_in = signed_in.replace('refresh_token = "env:GW_REFRESH"', "")
+    sandbox.write_config(config(provider.issuer, "env:GW_REFRESH") + signed_in)
+    env = {**secret_service.env, "GW_REFRESH": dead}
+    assert login(sandbox, env, "approve").returncode == 0
+
+    daemon = sandbox.start_daemon(env=env)
+    r = sandbox.print_("gw", env=env)
+    assert (r.status, r.err_lines) == (
+        4,
+        ["tokend: gw: the provider refused the refresh token (invalid_grant: expired or revoked); "
+         "put a new one in env:GW_REFRESH"],
+    ), r  # fmt: skip
+    # The refused token was the configured one, not the one `tokend login gateway` stored.
+    assert sandbox.print_("gateway", env=env).status == 0
+    daemon.stop()

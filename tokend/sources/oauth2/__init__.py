@@ -255,7 +255,9 @@ class OAuth2Source(BaseSource):
             except OAuthRefused as e:
                 if e.error != "invalid_grant":
                     raise
-                self.store.forget()
+                stored = self.store.get()
+                if stored is not None and stored.token == token:
+                    self.store.forget()  # a configured token refused leaves a signed-in one alone
                 raise LoginRequired(self._refused_line()) from None
             new = answer.get("refresh_token")
             if isinstance(new, str) and new and new != token:
