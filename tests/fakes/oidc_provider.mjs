@@ -1,6 +1,6 @@
 // A real OpenID provider (panva's oidc-provider) on a loopback port, for the oauth2 source's tests.
 // Usage: OIDC_PROVIDER_DIR=.../node_modules/oidc-provider node oidc_provider.mjs CONFIG.json
-// (CONFIG: {"clients": [...], "resource": URL, "accessTokenTTL": S}). It listens on a free
+// (CONFIG: {"clients": [...], "resources": [URL, ...], "accessTokenTTL": S}). It listens on a free
 // loopback port first (the issuer URL needs the port) and prints "listening ISSUER" once it serves. Clients are taken as given, so a test
 // states each client's exact secret and auth method, and the provider refuses anything else.
 import { readFileSync } from "node:fs";
@@ -16,7 +16,9 @@ let handler = (req, res) => { res.statusCode = 503; res.end(); };
 const server = createServer((req, res) => handler(req, res));
 await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
 const issuer = `http://127.0.0.1:${server.address().port}`;
-const RESOURCE = config.resource || "https://gateway.example.test";
+// The APIs this provider issues JWT access tokens for (RFC 8707 resource indicators).
+const RESOURCES = config.resources || [config.resource || "https://gateway.example.test"];
+const RESOURCE = RESOURCES[0];
 
 const provider = new Provider(issuer, {
   clients: config.clients,
@@ -32,8 +34,8 @@ const provider = new Provider(issuer, {
       defaultResource: () => undefined,
       useGrantedResource: () => true,
       getResourceServerInfo: (ctx, resourceIndicator) => {
-        if (resourceIndicator !== RESOURCE) throw new Error("unknown resource");
-        return { scope: "ai.invoke", audience: RESOURCE, accessTokenTTL: config.accessTokenTTL || 600, accessTokenFormat: "jwt" };
+        if (!RESOURCES.includes(resourceIndicator)) throw new Error("unknown resource");
+        return { scope: "ai.invoke", audience: resourceIndicator, accessTokenTTL: config.accessTokenTTL || 600, accessTokenFormat: "jwt" };
       },
     },
   },

@@ -61,6 +61,10 @@ class Provider:
     proc: subprocess.Popen[str]
     log: Path
 
+    @property
+    def jwks_uri(self) -> str:
+        return f"{self.issuer}/jwks"
+
     def log_text(self) -> str:
         return self.log.read_text(errors="replace")
 
@@ -98,8 +102,10 @@ def oidc_provider(
     access_ttl: int = 600,
     exchange: Mapping[str, Sequence[str]] | None = None,
     device_code_ttl: int = 600,
+    resources: Sequence[str] = (RESOURCE,),
 ) -> Iterator[Provider]:
-    """The provider, serving ``clients``; ``exchange``: client → the clients whose tokens it may exchange."""
+    """The provider, serving ``clients``; ``exchange``: client → the clients whose tokens it may exchange;
+    ``resources``: the APIs it issues JWT access tokens for (the first is the one token exchange checks)."""
     require()
     with tempfile.TemporaryDirectory(prefix="tokend-oidc-") as tmp:
         config = Path(tmp) / "config.json"
@@ -107,7 +113,7 @@ def oidc_provider(
             json.dumps(
                 {
                     "clients": list(clients),
-                    "resource": RESOURCE,
+                    "resources": list(resources),
                     "accessTokenTTL": access_ttl,
                     "exchange": {k: list(v) for k, v in (exchange or {}).items()},
                     "deviceCodeTTL": device_code_ttl,
@@ -236,3 +242,43 @@ def approve_browser(url: str, *, user: str = "alice", timeout: float = 30) -> st
             fields.update(login=user, password="any")
         page = session.post(urljoin(page.url, html.unescape(form.group(1))), data=fields, timeout=timeout)
     raise AssertionError(f"the browser sign-in did not finish: {page.url}")
+
+
+def device_login(
+    issuer: str,
+    client_id: str,
+    *,
+    scope: str,
+    resource: str | None = None,
+    user: str = "alice",
+    timeout: float = 30,
+) -> dict[str, Any]:
+    """A device sign-in done by hand, outside tokend (as a person would with another tool): the
+    token response, with its refresh token."""
+    import time
+
+    import requests
+
+    doc = requests.get(f"{issuer}/.well-known/openid-configuration", timeout=timeout).json()
+    grant = requests.post(
+        doc["device_authorization_endpoint"],
+        data={"client_id": client_id, "scope": scope, **({"resource": resource} if resource else {})},
+        timeout=timeout,
+    ).json()
+    approve_device(grant["verification_uri"], grant["user_code"], user=user, timeout=timeout)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        answer = requests.post(
+            doc["token_endpoint"],
+            data={
+                "client_id": client_id,
+                "grant_type": "urn:ietf:params:oauth:grant-type:device_code",
+                "device_code": grant["device_code"],
+            },
+            timeout=timeout,
+        ).json()
+        if answer.get("error") not in ("authorization_pending", "slow_down"):
+            assert "refresh_token" in answer, answer
+            return dict(answer)
+        time.sleep(0.2)
+    raise AssertionError("the scripted device sign-in did not finish")

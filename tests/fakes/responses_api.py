@@ -2,8 +2,10 @@
 
 ``GET /v1/models`` and ``POST /v1/responses`` (server-sent events: one
 assistant message, then ``response.completed``) answer only requests whose
-``Authorization: Bearer TOKEN`` passes ``accept(token)``; anything else gets a
-401. Every request is recorded with the token it carried and the status it got.
+``Authorization: Bearer TOKEN`` passes ``accept(token)`` (and, with
+``jwt=JwtCheck(issuer, audience)``, is a JWT access token that provider signed
+for that audience, as a gateway checks); anything else gets a 401. Every
+request is recorded with the token it carried and the status it got.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import http.server
 import json
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -26,9 +29,57 @@ class Seen:
     status: int
 
 
+class JwtCheck:
+    """Accepts a JWT access token only when its signature checks against ``issuer``'s published keys
+    (the ``jwks_uri`` of its OpenID discovery document, fetched once), its ``iss`` is ``issuer``,
+    its ``aud`` names ``audience`` and it has not expired. ``refused`` keeps why the others failed."""
+
+    ALGORITHMS = ("RS256", "PS256", "ES256", "EdDSA")
+
+    def __init__(self, issuer: str, audience: str) -> None:
+        import requests
+        from joserfc.jwk import KeySet
+
+        self.issuer = issuer
+        self.audience = audience
+        doc = requests.get(f"{issuer}/.well-known/openid-configuration", timeout=30).json()
+        self.keys = KeySet.import_key_set(requests.get(doc["jwks_uri"], timeout=30).json())
+        self.refused: list[str] = []
+
+    def __call__(self, token: str) -> bool:
+        from joserfc import jwt
+        from joserfc.errors import JoseError
+
+        try:
+            decoded = jwt.decode(token, self.keys, algorithms=list(self.ALGORITHMS))
+        except (JoseError, ValueError) as e:
+            self.refused.append(f"signature: {type(e).__name__}")
+            return False
+        claims = decoded.claims
+        aud = claims.get("aud")
+        audiences = aud if isinstance(aud, list) else [aud]
+        exp = claims.get("exp")
+        if claims.get("iss") != self.issuer:
+            self.refused.append(f"iss {claims.get('iss')!r}")
+        elif self.audience not in audiences:
+            self.refused.append(f"aud {aud!r}")
+        elif not isinstance(exp, (int, float)) or exp <= time.time():
+            self.refused.append(f"exp {exp!r}")
+        else:
+            return True
+        return False
+
+
 class FakeResponsesApi:
-    def __init__(self, accept: Callable[[str], bool], reply: str = "pong from the fake") -> None:
+    def __init__(
+        self,
+        accept: Callable[[str], bool] = lambda token: True,
+        reply: str = "pong from the fake",
+        *,
+        jwt: JwtCheck | None = None,
+    ) -> None:
         self.accept = accept
+        self.jwt = jwt
         self.reply = reply
         self.seen: list[Seen] = []
         self._lock = threading.Lock()
@@ -74,7 +125,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
     def _authorized(self, path: str) -> str | None:
         token = self._token()
-        if token is not None and self.fake.accept(token):
+        valid = token is not None and (self.fake.jwt is None or self.fake.jwt(token))
+        if token is not None and valid and self.fake.accept(token):
             return token
         self.fake.record(Seen(self.command, path, token, 401))
         body = json.dumps({"error": {"message": "invalid bearer token", "type": "invalid_request_error"}})

@@ -25,6 +25,7 @@ from tests.fakes.oidc_provider import (
     public_native_client,
     refuse_device,
 )
+from tokend.sources.oauth2.store import identity_of, key_of
 
 from .conftest import TOKEND, TOKEND_PRINT, Sandbox, SecretService
 
@@ -80,13 +81,21 @@ def login(sandbox: Sandbox, env: Mapping[str, str], person: str) -> subprocess.C
     return subprocess.CompletedProcess(proc.args, proc.returncode, out, first + err)
 
 
-def stored(env: Mapping[str, str]) -> str | None:
+def stored(env: Mapping[str, str], issuer: str | None, client: str = "cli") -> str | None:
+    """The refresh token in the keychain for the identity (``issuer``, ``client``); issuer None: the
+    entry an older tokend kept under the profile's name (gateway)."""
+    key = key_of(identity_of({"issuer": issuer, "client_id": client})) if issuer else "gateway"
     done = subprocess.run(
         [TOKEND.replace("/tokend", "/python"), "-c",
-         "import keyring; print(keyring.get_password('tokend-oauth2', 'gateway') or '')"],
+         f"import keyring; print(keyring.get_password('tokend-oauth2', {key!r}) or '')"],
         env=dict(env), capture_output=True, text=True, timeout=60, check=True,
     )  # fmt: skip
-    return done.stdout.strip() or None
+    value = done.stdout.strip()
+    if not value:
+        return None
+    token = json.loads(value)["refresh_token"] if value.startswith("{") else value
+    assert isinstance(token, str)
+    return token
 
 
 @pytest.mark.timeout(240)
@@ -106,7 +115,7 @@ def test_device_login_refresh_rotation_across_restarts_and_revocation(
     done = login(sandbox, env, "approve")
     assert done.returncode == 0, done
     assert "gateway: signed in" in done.stderr
-    first_refresh = stored(env)
+    first_refresh = stored(env, provider.issuer)
     assert first_refresh
 
     refreshes = provider.grants("refresh_token")
@@ -114,7 +123,7 @@ def test_device_login_refresh_rotation_across_restarts_and_revocation(
     assert {w.status for w in served} == {0} and len({w.out for w in served}) == 1, served
     assert provider.grants("refresh_token") == refreshes + 1, "one refresh for twenty callers"
     token = served[0].out.strip()
-    rotated = stored(env)
+    rotated = stored(env, provider.issuer)
     assert rotated and rotated != first_refresh, "the rotated refresh token replaced the stored one"
 
     # A new daemon finds the rotated token in the keychain. Had the old one been kept, the provider
@@ -123,7 +132,7 @@ def test_device_login_refresh_rotation_across_restarts_and_revocation(
     daemon = sandbox.start_daemon(env=env)
     r = sandbox.print_("gateway", env=env)
     assert r.status == 0 and r.out.strip() not in ("", token), r
-    latest = stored(env)
+    latest = stored(env, provider.issuer)
     assert latest and latest != rotated
 
     # Revoked at the provider: a dead refresh token is exit 4 naming the login to run.
@@ -138,7 +147,7 @@ def test_device_login_refresh_rotation_across_restarts_and_revocation(
     assert r.err_lines == [
         "tokend: gateway: the sign-in has expired or was revoked; run: tokend login gateway"
     ], r
-    assert stored(env) is None, "a refused refresh token is dropped from the keychain"
+    assert stored(env, provider.issuer) is None, "a refused refresh token is dropped from the keychain"
     daemon.stop()
     log = daemon.log_text()
     assert first_refresh not in log and latest not in log and token not in log
@@ -150,7 +159,7 @@ def test_consent_denied(sandbox: Sandbox, secret_service: SecretService, provide
     done = login(sandbox, secret_service.env, "refuse")
     assert done.returncode == 2, done
     assert done.stderr.splitlines()[-1] == "tokend: gateway: the sign-in was denied", done
-    assert stored(secret_service.env) is None
+    assert stored(secret_service.env, provider.issuer) is None
 
 
 @pytest.mark.timeout(180)
@@ -161,7 +170,7 @@ def test_authorization_code_with_pkce_serves_the_id_token(
     env = secret_service.env
     done = login(sandbox, env, "browser")
     assert done.returncode == 0, done
-    assert stored(env)
+    assert stored(env, provider.issuer, "native")
     daemon = sandbox.start_daemon(env=env)
     r = sandbox.print_("gateway", env=env)
     assert r.status == 0, r
@@ -170,7 +179,7 @@ def test_authorization_code_with_pkce_serves_the_id_token(
     assert (claims["sub"], claims["aud"], claims["iss"]) == ("alice", "native", provider.issuer)
 
     out = sandbox.tokend("logout", "gateway", env=env)
-    assert out.status == 0 and stored(env) is None, out
+    assert out.status == 0 and stored(env, provider.issuer, "native") is None, out
     r = sandbox.print_("gateway", env=env)
     assert (r.status, r.err_lines) == (4, ["tokend: gateway: not signed in; run: tokend login gateway"]), r
     daemon.stop()

@@ -20,7 +20,7 @@ from tokend.core.errors import ConfigError, SourceError
 from tokend.sources.oauth2 import OAuth2Source
 from tokend.sources.oauth2.discovery import insecure_reason
 from tokend.sources.oauth2.grants import credential, jwt_exp
-from tokend.sources.oauth2.store import RefreshStore
+from tokend.sources.oauth2.store import RefreshStore, Stored, identity_of, key_of
 
 NOW = 1_800_000_000.0
 SECRET = "s3cret-oauth2-contract"
@@ -160,6 +160,12 @@ def test_only_https_or_loopback_http(url: str, ok: bool) -> None:
             "profiles.gw.client_secret: a private_key_jwt client has a client_key, no secret",
         ),
         ({"subject": object()}, "profiles.gw.subject: only for grant = 'token_exchange' or 'jwt_bearer'"),
+        ({"grant": "refresh_token"}, "profiles.gw.refresh_token: needed with grant = 'refresh_token'"),
+        ({"refresh_token": "env:RT"}, "profiles.gw.refresh_token: needed with grant = 'refresh_token'"),
+        (
+            {"grant": "refresh_token", "refresh_token": "rt-literal-123"},
+            "profiles.gw.refresh_token: expected env:VARIABLE, file:PATH or keyring:",
+        ),
     ],
 )
 def test_validate_refuses(kw: dict[str, Any], message: str) -> None:
@@ -217,6 +223,56 @@ def test_in_ci_the_refresh_token_stays_in_memory(monkeypatch: pytest.MonkeyPatch
     assert store.get() is None
     store.put("rt-1")
     store.put("rt-2")  # a rotated token replaces the stored one
-    assert (store.get(), other.get()) == ("rt-2", None)
+    assert (store.get(), other.get()) == (Stored("rt-2"), None)
     store.forget()
     assert store.get() is None
+
+
+class MemoryKeyring:
+    """A keyring backend in a dict, standing in for a real keychain (the integration tests use
+    gnome-keyring)."""
+
+    priority = 1
+
+    def __init__(self) -> None:
+        self.entries: dict[tuple[str, str], str] = {}
+
+    def get_password(self, service: str, user: str) -> str | None:
+        return self.entries.get((service, user))
+
+    def set_password(self, service: str, user: str, value: str) -> None:
+        self.entries[(service, user)] = value
+
+    def delete_password(self, service: str, user: str) -> None:
+        import keyring.errors
+
+        if self.entries.pop((service, user), None) is None:
+            raise keyring.errors.PasswordDeleteError(user)
+
+
+def test_one_entry_per_identity_and_the_old_per_profile_entry_moves_there(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import keyring
+
+    backend = MemoryKeyring()
+    monkeypatch.delenv("CI", raising=False)
+    monkeypatch.setattr(keyring, "get_keyring", lambda: backend)
+    for name in ("get_password", "set_password", "delete_password"):
+        monkeypatch.setattr(keyring, name, getattr(backend, name))
+    a = identity_of({"issuer": "https://idp.example.com/", "client_id": "cli"})
+    assert a == identity_of({"issuer": "https://idp.example.com", "client_id": "cli", "resource": "x"})
+    assert a != identity_of({"issuer": "https://idp.example.com", "client_id": "other"})
+    assert key_of(a).startswith("identity-") and "idp" not in key_of(a)
+
+    backend.entries[("tokend-oauth2", "gateway")] = "rt-stored-by-profile"  # an older tokend's entry
+    gateway, internal = RefreshStore(a, legacy="gateway"), RefreshStore(a, legacy="internal")
+    assert internal.get() is None  # another profile's old entry is not its own
+    assert gateway.get() == Stored("rt-stored-by-profile")
+    assert ("tokend-oauth2", "gateway") not in backend.entries, "moved, not copied"
+    assert internal.get() == Stored("rt-stored-by-profile"), "the identity's entry serves both profiles"
+    assert gateway.lock is internal.lock
+    internal.put("rt-rotated", origin="f1")
+    assert gateway.get() == Stored("rt-rotated", "f1")
+    gateway.forget()
+    assert backend.entries == {}

@@ -6,7 +6,9 @@ one by one; the client authenticates with a secret reference (``env:``,
 ``file:``, ``keyring:``; never a literal). ``grant = "client_credentials"``
 asks for a token for the client itself; ``grant = "device_code"`` signs a
 person in once (``tokend login``) and keeps the refresh token in the OS
-keychain, the daemon refreshing silently from then on; ``token`` picks the
+keychain, the daemon refreshing silently from then on; ``grant =
+"refresh_token"`` starts from a refresh token given by reference. Profiles of
+one identity (provider and client) share one sign-in; ``token`` picks the
 access token or the ID token. Authlib builds the requests (docs/sources.md says why).
 """
 
@@ -23,11 +25,19 @@ from tokend.sources.base import BaseSource, Dependency, FetchRequest, LoginConte
 from tokend.sources.oauth2 import device, loopback
 from tokend.sources.oauth2.discovery import ENDPOINTS, Discovery, insecure_reason
 from tokend.sources.oauth2.grants import Client, OAuthRefused, credential, remaining, request_token
-from tokend.sources.oauth2.store import RefreshStore
+from tokend.sources.oauth2.siblings import REFRESHING, login_target
+from tokend.sources.oauth2.store import RefreshStore, fingerprint, identity_of
 from tokend.sources.static import TTL_OPTION
-from tokend.sources.vault.auth import read_ref
+from tokend.sources.vault.auth import check_ref, read_ref
 
-GRANTS = ("client_credentials", "device_code", "authorization_code", "token_exchange", "jwt_bearer")
+GRANTS = (
+    "client_credentials",
+    "device_code",
+    "authorization_code",
+    "refresh_token",
+    "token_exchange",
+    "jwt_bearer",
+)
 #: Grants that send another profile's token (``subject``): as subject_token, or as the assertion.
 SUBJECT_GRANTS = ("token_exchange", "jwt_bearer")
 #: Grants a person signs in for once (``tokend login``); fetches then use the refresh token.
@@ -65,6 +75,10 @@ class OAuth2Source(BaseSource):
         "scopes": Option("strlist", help='scopes to ask for, e.g. ["openid", "ai.invoke"]'),
         "resource": Option("str", help="RFC 8707 resource indicator: the API the token is for"),
         "audience": Option("str", help="the API the token is for, for providers that call it audience"),
+        "refresh_token": Option(
+            "str",
+            help='grant = "refresh_token": env:VAR, file:PATH or keyring:USER holding the refresh token',
+        ),
         "subject": Option(
             "str",
             profile_of=SUBJECT_SOURCES,
@@ -93,7 +107,7 @@ class OAuth2Source(BaseSource):
         super().__init__(profile, options, clock=clock)
         self.environ = environ
         self.discovery = Discovery(options)
-        self.store = RefreshStore(owner(profile))
+        self.store = RefreshStore(identity_of(options), legacy=owner(profile))
 
     @classmethod
     def validate(cls, profile: str, options: Mapping[str, Any]) -> None:
@@ -135,6 +149,9 @@ class OAuth2Source(BaseSource):
         ):
             if options.get("grant") == grant and not (options.get("issuer") or options.get(endpoint)):
                 raise ConfigError(f"{where}.{endpoint}: required by grant = {grant!r} without an issuer")
+        if (options.get("grant") == "refresh_token") != (options.get("refresh_token") is not None):
+            raise ConfigError(f"{where}.refresh_token: needed with grant = 'refresh_token', and only then")
+        check_ref(options.get("refresh_token"), "refresh_token", profile)
         exchange = options.get("grant") in SUBJECT_GRANTS
         if exchange and options.get("subject") is None:
             raise ConfigError(
@@ -183,8 +200,8 @@ class OAuth2Source(BaseSource):
         deadline = time.monotonic() + request.timeout
         client = self.client()
         endpoints = self.discovery.endpoints(remaining(deadline))
-        if self.settings["grant"] in INTERACTIVE:
-            answer = self._refresh(client, endpoints.token, remaining(deadline))
+        if self.settings["grant"] in REFRESHING:
+            answer = self._refresh(client, endpoints.token, deadline)
         elif self.settings["grant"] == "token_exchange":
             subject = request.credential_of(self.settings["subject"].name)
             answer = request_token(
@@ -219,35 +236,75 @@ class OAuth2Source(BaseSource):
             answer, which=str(self.settings["token"]), now=self.clock(), ttl=float(self.settings["ttl"])
         )
 
-    def _refresh(self, client: Client, url: str, timeout: float) -> dict[str, Any]:
-        """A new access token from the stored refresh token, the rotated one stored at once."""
-        login = f"run: tokend login {owner(self.profile)}"
-        old = self.store.get()
-        if not old:
-            raise LoginRequired(f"not signed in; {login}")
-        try:
-            answer = request_token(
-                client,
-                url,
-                timeout=timeout,
-                grant_type="refresh_token",
-                params={"refresh_token": old, "resource": self.settings.get("resource")},
-            )
-        except OAuthRefused as e:
-            if e.error != "invalid_grant":
-                raise
-            self.store.forget()
-            raise LoginRequired(f"the sign-in has expired or was revoked; {login}") from None
-        new = answer.get("refresh_token")
-        if isinstance(new, str) and new and new != old:
-            self.store.put(new)
+    def _refresh(self, client: Client, url: str, deadline: float) -> dict[str, Any]:
+        """A new access token from the identity's refresh token, the rotated one stored at once.
+
+        The store is read under the identity's lock on every refresh: another
+        profile of the identity may have rotated the token since.
+        """
+        with self.store.refreshing(remaining(deadline)):
+            token, origin = self._refresh_token()
+            try:
+                answer = request_token(
+                    client,
+                    url,
+                    timeout=remaining(deadline),
+                    grant_type="refresh_token",
+                    params={"refresh_token": token, **self.target()},
+                )
+            except OAuthRefused as e:
+                if e.error != "invalid_grant":
+                    raise
+                stored = self.store.get()
+                if stored is not None and stored.token == token:
+                    self.store.forget()  # a configured token refused leaves a signed-in one alone
+                raise LoginRequired(self._refused_line()) from None
+            new = answer.get("refresh_token")
+            if isinstance(new, str) and new and new != token:
+                self.store.put(new, origin=origin)
         return answer
+
+    def _refresh_token(self) -> tuple[str, str | None]:
+        """The refresh token to present, and the fingerprint of the configured one it descends from.
+
+        ``grant = "refresh_token"``: the stored token rotated from the configured
+        one wins (the reference still holds the used, dead original); a new value
+        put in the reference wins over a token rotated from an older one.
+        """
+        stored = self.store.get()
+        ref = self.settings.get("refresh_token")
+        if ref is None:
+            if stored is None:
+                raise LoginRequired(f"not signed in; run: tokend login {owner(self.profile)}")
+            return stored.token, stored.origin
+        given = read_ref(str(ref), "refresh_token", environ=self.environ)
+        origin = fingerprint(given)
+        if stored is not None and stored.origin == origin:
+            return stored.token, origin
+        return given, origin
+
+    def _refused_line(self) -> str:
+        ref = self.settings.get("refresh_token")
+        if ref is not None:
+            return (
+                f"the provider refused the refresh token (invalid_grant: expired or revoked); "
+                f"put a new one in {ref}"
+            )
+        return f"the sign-in has expired or was revoked; run: tokend login {owner(self.profile)}"
+
+    def identity(self) -> str:
+        return identity_of(self.settings)
 
     # -- tokend login / logout --------------------------------------------------------------
 
     supports_login = True
 
     def login(self, ctx: LoginContext) -> None:
+        if self.settings["grant"] == "refresh_token":
+            raise UsageError(
+                f"grant = 'refresh_token' needs no sign-in: it starts from {self.settings['refresh_token']}",
+                profile=self.profile,
+            )
         if self.settings["grant"] not in INTERACTIVE:
             raise UsageError(
                 f"grant = {self.settings['grant']!r} needs no sign-in: the client authenticates itself",
@@ -255,6 +312,7 @@ class OAuth2Source(BaseSource):
             )
         client = self.client()
         endpoints = self.discovery.endpoints(min(device.CALL_TIMEOUT, ctx.timeout))
+        target = login_target(self.profile, self.identity(), self.target())
         if self.settings["grant"] == "authorization_code":
             if not endpoints.authorization:
                 raise UsageError("the provider has no authorization_endpoint", profile=self.profile)
@@ -263,7 +321,7 @@ class OAuth2Source(BaseSource):
                 client,
                 authorization_endpoint=endpoints.authorization,
                 token_endpoint=endpoints.token,
-                params=self.target(),
+                params=target,
             )
         else:
             if not endpoints.device_authorization:
@@ -273,14 +331,15 @@ class OAuth2Source(BaseSource):
                 client,
                 device_endpoint=endpoints.device_authorization,
                 token_endpoint=endpoints.token,
-                params=self.target(),
+                params=target,
             )
         refresh = answer.get("refresh_token")
         if not isinstance(refresh, str) or not refresh:
             raise UsageError(
                 'the provider issued no refresh token: add "offline_access" to scopes', profile=self.profile
             )
-        self.store.put(refresh)
+        with self.store.refreshing(ctx.timeout):  # not while a daemon presents the old one
+            self.store.put(refresh)
 
     def logout(self) -> None:
         self.store.forget()

@@ -1,5 +1,12 @@
 """Where a sign-in's refresh token lives: the OS keychain, or this process's memory.
 
+One entry per *identity*: the provider (``issuer``, else ``token_endpoint``)
+and the ``client_id``. Every profile of that identity uses it, whatever its
+grant, resource or scopes, so one ``tokend login`` serves them all. The
+keychain entry's name is a hash of the identity (URLs do not make portable
+keychain names); a token stored by an older tokend under the profile's name is
+moved to the identity's entry when first read.
+
 With ``CI=true`` or no usable keychain the token stays in memory only: a CI
 job must not probe a keychain (it can hang on D-Bus) and nothing is written
 to disk in clear. A rotated refresh token replaces the stored one before the
@@ -10,16 +17,45 @@ old refresh token is presented again.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import json
+import os
 import threading
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from tokend import ci
-from tokend.core.errors import REDACTOR
+from tokend.core.errors import REDACTOR, SourceTimeout
 
 SERVICE = "tokend-oauth2"
 
 _MEMORY: dict[str, str] = {}
 _MEMORY_LOCK = threading.Lock()
+_REFRESH_LOCKS: dict[str, threading.Lock] = {}
+
+
+def identity_of(options: Mapping[str, Any]) -> str:
+    """Who signs in: the provider and the client (``oauth2 ISSUER CLIENT_ID``)."""
+    provider = str(options.get("issuer") or options.get("token_endpoint") or "").rstrip("/")
+    return f"oauth2 {provider} {options.get('client_id')}"
+
+
+def key_of(identity: str) -> str:
+    """The keychain user name of ``identity``'s entry."""
+    return "identity-" + hashlib.sha256(identity.encode()).hexdigest()[:32]
+
+
+def fingerprint(token: str) -> str:
+    """A short, non-reversible name for a refresh token (which reference value a rotation came from)."""
+    return hashlib.sha256(token.encode()).hexdigest()[:16]
+
+
+def refresh_lock(identity: str) -> threading.Lock:
+    """The lock every refresh of ``identity`` in this process holds: two profiles must never
+    present the same refresh token at once (a rotating provider would revoke the grant)."""
+    with _MEMORY_LOCK:
+        return _REFRESH_LOCKS.setdefault(identity, threading.Lock())
 
 
 def _keychain() -> Any | None:
@@ -37,33 +73,96 @@ def _keychain() -> Any | None:
     return keyring
 
 
+@dataclass(frozen=True)
+class Stored:
+    """A stored refresh token; ``origin``: the fingerprint of the configured refresh token it was
+    rotated from (``grant = "refresh_token"``), None after a ``tokend login``."""
+
+    token: str
+    origin: str | None = None
+
+
+def _decode(value: str | None) -> Stored | None:
+    if not value:
+        return None
+    if not value.startswith("{"):
+        return Stored(value)  # a bare token, as stored before origins were kept
+    try:
+        doc = json.loads(value)
+    except ValueError:
+        return None
+    token = doc.get("refresh_token") if isinstance(doc, dict) else None
+    origin = doc.get("origin") if isinstance(doc, dict) else None
+    if not isinstance(token, str) or not token:
+        return None
+    return Stored(token, origin if isinstance(origin, str) else None)
+
+
 class RefreshStore:
-    """The refresh token of one sign-in (``key``: the profile that signed in)."""
+    """The refresh token of one identity; ``legacy``: the per-profile entry an older tokend used."""
 
-    def __init__(self, key: str) -> None:
-        self.key = key
+    def __init__(self, identity: str, *, legacy: str | None = None) -> None:
+        self.identity = identity
+        self.key = key_of(identity)
+        self.legacy = legacy
+        self.lock = refresh_lock(identity)
 
-    def get(self) -> str | None:
-        keyring = _keychain()
-        if keyring is None:
-            with _MEMORY_LOCK:
-                return _MEMORY.get(self.key)
+    @contextlib.contextmanager
+    def refreshing(self, timeout: float) -> Iterator[None]:
+        """Held while the refresh token is presented and its rotation stored.
+
+        Threads of this process wait on the identity's lock; where the token is
+        shared through the keychain, other processes (``tokend-print`` without a
+        daemon, another profile's) wait on a lock file of the identity's in the
+        runtime directory.
+        """
+        if not self.lock.acquire(timeout=max(timeout, 0.01)):
+            raise SourceTimeout("another refresh of this sign-in took longer than the fetch's timeout")
         try:
-            value = keyring.get_password(SERVICE, self.key)
-        except keyring.errors.KeyringError:
-            value = None
-        if value:
-            REDACTOR.add([value])
-        return value or None
+            if _keychain() is None:
+                yield
+                return
+            from filelock import Timeout
 
-    def put(self, token: str) -> None:
-        REDACTOR.add([token])
+            from tokend.client import paths
+            from tokend.client.rundir import prepare_dir
+            from tokend.core.locks import private_lock
+
+            rundir = paths.runtime_dir()
+            prepare_dir(rundir)
+            try:
+                held = private_lock(os.path.join(rundir, f"oauth2-{self.key}.lock")).acquire(timeout=timeout)
+            except Timeout:
+                raise SourceTimeout(
+                    "another process held this sign-in's refresh longer than the fetch's timeout"
+                ) from None
+            with held:
+                yield
+        finally:
+            self.lock.release()
+
+    def get(self) -> Stored | None:
         keyring = _keychain()
         if keyring is None:
             with _MEMORY_LOCK:
-                _MEMORY[self.key] = token
+                found = _decode(_MEMORY.get(self.key))
+        else:
+            found = _decode(self._read(keyring, self.key))
+            if found is None and self.legacy:
+                found = self._migrate(keyring, self.legacy)
+        if found is not None:
+            REDACTOR.add([found.token])
+        return found
+
+    def put(self, token: str, *, origin: str | None = None) -> None:
+        REDACTOR.add([token])
+        value = json.dumps({"refresh_token": token, "origin": origin})
+        keyring = _keychain()
+        if keyring is None:
+            with _MEMORY_LOCK:
+                _MEMORY[self.key] = value
             return
-        keyring.set_password(SERVICE, self.key, token)
+        keyring.set_password(SERVICE, self.key, value)
 
     def forget(self) -> None:
         with _MEMORY_LOCK:
@@ -71,5 +170,25 @@ class RefreshStore:
         keyring = _keychain()
         if keyring is None:
             return
+        for key in (self.key, self.legacy):
+            if key:
+                with contextlib.suppress(keyring.errors.PasswordDeleteError):
+                    keyring.delete_password(SERVICE, key)
+
+    @staticmethod
+    def _read(keyring: Any, key: str) -> str | None:
+        try:
+            value = keyring.get_password(SERVICE, key)
+        except keyring.errors.KeyringError:
+            return None
+        return str(value) if value else None
+
+    def _migrate(self, keyring: Any, legacy: str) -> Stored | None:
+        """Move a token stored under the profile's name to the identity's entry."""
+        found = _decode(self._read(keyring, legacy))
+        if found is None:
+            return None
+        self.put(found.token, origin=found.origin)
         with contextlib.suppress(keyring.errors.PasswordDeleteError):
-            keyring.delete_password(SERVICE, self.key)
+            keyring.delete_password(SERVICE, legacy)
+        return found
