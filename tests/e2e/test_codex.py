@@ -76,7 +76,7 @@ def test_codex_uses_tokend_and_gets_a_new_token_after_a_401(
         assert first.status == 0, first.err[-3000:]
         assert "pong from the fake" in first.out
         (t1,) = google.tokens()
-        assert [(s.token, s.status) for s in api.calls()] == [(t1, 200)]
+        assert [(s.key, s.status) for s in api.calls()] == [(t1, 200)]
 
         # Google revokes the token the daemon still caches: the next Codex
         # process is handed it, gets a 401, runs tokend-print again, and this
@@ -87,9 +87,9 @@ def test_codex_uses_tokend_and_gets_a_new_token_after_a_401(
         assert "pong from the fake" in second.out
         t1_again, t2 = google.tokens()[0], google.tokens()[-1]
         assert t1_again == t1 and t2 != t1 and len(google.tokens()) == 2
-        assert [(s.token, s.status) for s in api.calls()[1:]] == [(t1, 401), (t2, 200)]
+        assert [(s.key, s.status) for s in api.calls()[1:]] == [(t1, 401), (t2, 200)]
         daemon.wait_for_log("served as --refresh")
 
         # A third process is served the new token from the cache: no upstream call.
         third = run.exec()
-        assert third.status == 0 and api.calls()[-1].token == t2 and len(google.tokens()) == 2
+        assert third.status == 0 and api.calls()[-1].key == t2 and len(google.tokens()) == 2

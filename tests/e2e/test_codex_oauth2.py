@@ -18,7 +18,6 @@ import pytest
 import requests
 import tomlkit
 
-from tests.e2e.test_codex import codex, sandbox  # noqa: F401 (the fixtures)
 from tests.fakes.oidc_provider import Provider, confidential, oidc_provider, public_device_client
 from tests.fakes.responses_api import FakeResponsesApi, JwtCheck
 from tests.integration.conftest import TOKEND_PRINT, Result, Sandbox, SecretService, secret_service  # noqa: F401
@@ -78,8 +77,8 @@ def bearer(api: FakeResponsesApi, token: str | None) -> int:
 
 @pytest.mark.timeout(300)
 def test_codex_with_a_gateway_token_from_an_openid_provider(
-    codex: str,  # noqa: F811
-    sandbox: Sandbox,  # noqa: F811
+    codex: str,
+    sandbox: Sandbox,
     provider: Provider,
 ) -> None:
     sandbox.write_config(
@@ -104,7 +103,7 @@ def test_codex_with_a_gateway_token_from_an_openid_provider(
         first = codex_exec(codex, sandbox, env, api)
         assert first.status == 0, first.err[-3000:]
         assert "pong from the fake" in first.out
-        [(t1, status)] = [(s.token, s.status) for s in api.calls()]
+        [(t1, status)] = [(s.key, s.status) for s in api.calls()]
         assert status == 200 and t1 is not None
         assert (claims(t1)["aud"], claims(t1)["client_id"]) == (GATEWAY, "codex-gw")
         issued = provider.grants("client_credentials")
@@ -115,7 +114,7 @@ def test_codex_with_a_gateway_token_from_an_openid_provider(
         second = codex_exec(codex, sandbox, env, api)
         assert second.status == 0, second.err[-3000:]
         assert "pong from the fake" in second.out
-        calls = [(s.token, s.status) for s in api.calls()[1:]]
+        calls = [(s.key, s.status) for s in api.calls()[1:]]
         assert len(calls) == 2 and calls[0] == (t1, 401) and calls[1][1] == 200, calls
         t2 = calls[1][0]
         assert t2 not in (None, t1) and claims(t2)["aud"] == GATEWAY
@@ -124,7 +123,7 @@ def test_codex_with_a_gateway_token_from_an_openid_provider(
 
         # A third Codex process is served the new token from the daemon's cache.
         third = codex_exec(codex, sandbox, env, api)
-        assert third.status == 0 and api.calls()[-1].token == t2, third.err[-3000:]
+        assert third.status == 0 and api.calls()[-1].key == t2, third.err[-3000:]
         assert provider.grants("client_credentials") == issued + 1
 
         # The gateway takes nothing but its own tokens from this provider.
@@ -143,8 +142,8 @@ def test_codex_with_a_gateway_token_from_an_openid_provider(
 
 @pytest.mark.timeout(300)
 def test_codex_with_a_signed_in_device_code_profile(
-    codex: str,  # noqa: F811
-    sandbox: Sandbox,  # noqa: F811
+    codex: str,
+    sandbox: Sandbox,
     secret_service: SecretService,  # noqa: F811
     provider: Provider,
 ) -> None:
@@ -172,7 +171,7 @@ def test_codex_with_a_signed_in_device_code_profile(
         daemon = sandbox.start_daemon(env=env)
         first = codex_exec(codex, sandbox, env, api)
         assert first.status == 0 and "pong from the fake" in first.out, first.err[-3000:]
-        t1 = api.calls()[-1].token
+        t1 = api.calls()[-1].key
         assert t1 is not None and (claims(t1)["aud"], claims(t1)["sub"]) == (GATEWAY, "alice")
         refreshed = provider.grants("refresh_token")
 
@@ -181,7 +180,7 @@ def test_codex_with_a_signed_in_device_code_profile(
         revoked.add(t1)
         second = codex_exec(codex, sandbox, env, api)
         assert second.status == 0 and "pong from the fake" in second.out, second.err[-3000:]
-        calls = [(s.token, s.status) for s in api.calls()[1:]]
+        calls = [(s.key, s.status) for s in api.calls()[1:]]
         assert len(calls) == 2 and calls[0] == (t1, 401) and calls[1][1] == 200, calls
         assert calls[1][0] not in (None, t1) and claims(str(calls[1][0]))["sub"] == "alice"
         assert provider.grants("refresh_token") == refreshed + 1
