@@ -306,11 +306,18 @@ class Cluster:
         return json.dumps({n.name: self.health(n) for n in self.nodes}, indent=1)
 
 
-def start(binary: str, root: Path) -> Cluster:
-    """A running, unsealed three-node cluster with every node a voter (stop it when done)."""
-    cluster = Cluster(binary, root)
-    try:
-        return cluster.start()
-    except BaseException:
-        cluster.stop()
-        raise
+def start(binary: str, root: Path, attempts: int = 3) -> Cluster:
+    """A running, unsealed three-node cluster with every node a voter (stop it when done).
+
+    Other ports when a free one found was taken before bao bound it.
+    """
+    for attempt in range(attempts):
+        cluster = Cluster(binary, root / f"try{attempt}")
+        cluster.root.mkdir(parents=True)
+        try:
+            return cluster.start()
+        except BaseException as e:
+            cluster.stop()
+            if "address already in use" not in str(e) or attempt == attempts - 1:
+                raise
+    raise AssertionError("unreachable")
