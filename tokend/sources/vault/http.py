@@ -7,6 +7,7 @@ and ``X-Vault-Token`` when authenticated; the token never goes into a URL.
 
 from __future__ import annotations
 
+import logging
 import re
 import time
 from collections.abc import Mapping, Sequence
@@ -17,6 +18,8 @@ from tokend.sources.vault.nodes import MIN_ATTEMPT, REDIRECTS, Failure, Nodes, a
 
 if TYPE_CHECKING:
     import requests
+
+log = logging.getLogger(__name__)
 
 CONNECT_CAP = 5.0
 _MULTIERROR = re.compile(r"^\d+ errors? occurred: \* ")
@@ -152,6 +155,14 @@ class VaultClient:
             if status >= 500 or status == 429:
                 tried.append(Failure(address, "", http=self._http_error(response, path, address)))
                 continue
+            if tried:
+                # A failover at work: say which node stood in for which, once per call.
+                log.info(
+                    "Vault node %s answered %s after %s",
+                    address,
+                    path,
+                    "; ".join(t.describe() for t in tried),
+                )
             self.nodes.answered(address)
             return self._answer(response, path, address)
         raise all_failed([t for t in tried if not t.redirect] or tried, queue, self.timeout)
