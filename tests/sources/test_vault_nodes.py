@@ -233,6 +233,32 @@ def test_denied_is_an_answer_not_a_reason_to_walk_on(nodes: Callable[..., Node],
     assert reads(other) == 0
 
 
+def until(
+    seconds: float, then: Callable[[BaseHTTPRequestHandler], Answer], before: Callable[..., Answer]
+) -> Any:
+    """A behaviour that is ``before`` for ``seconds`` from now, then ``then``."""
+    switch = time.monotonic() + seconds
+    return lambda h: before(h) if time.monotonic() < switch else then(h)
+
+
+@pytest.mark.timeout(60)
+def test_an_election_is_waited_out_within_the_deadline(nodes: Callable[..., Node], clock: FakeClock) -> None:
+    leaderless = fixed(500, "local node not active but active cluster node not found")
+    first = nodes(until(1.0, serve, leaderless))
+    second = nodes(until(1.0, serve, leaderless))
+    assert fetch(source([first.url, second.url], clock), timeout=10.0).fields["value"] == SECRET
+    assert len(first.requests) > 1  # walked again after a pause, not failed at once
+    # Standbys still redirecting to the dead active node (listed, unreachable): the same.
+    dead = dead_address()
+    standby = nodes(until(1.0, serve, lambda h: (307, {"Location": f"{dead}{h.path}"}, None)))
+    assert fetch(source([dead, standby.url], clock), timeout=10.0).fields["value"] == SECRET
+    # Not while the deadline leaves no room for another pass: the error at once.
+    still = nodes(leaderless)
+    with pytest.raises(SourceError, match="active cluster node not found"):
+        fetch(source([still.url, dead], clock), timeout=2.0)
+    assert len(still.requests) == 1
+
+
 @pytest.mark.timeout(60)
 def test_a_hung_node_leaves_time_for_the_next(nodes: Callable[..., Node], clock: FakeClock) -> None:
     hung = nodes(lambda h: None)

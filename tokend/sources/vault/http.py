@@ -8,13 +8,23 @@ and ``X-Vault-Token`` when authenticated; the token never goes into a URL.
 from __future__ import annotations
 
 import logging
+import random
 import re
 import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from tokend.core.errors import SourceError
-from tokend.sources.vault.nodes import MIN_ATTEMPT, REDIRECTS, Failure, Nodes, all_failed, short
+from tokend.sources.vault.nodes import (
+    ELECTION_PAUSE,
+    ELECTION_PAUSE_MAX,
+    MIN_ATTEMPT,
+    REDIRECTS,
+    Failure,
+    Nodes,
+    all_failed,
+    short,
+)
 
 if TYPE_CHECKING:
     import requests
@@ -69,7 +79,9 @@ class VaultClient:
     across fetches (so each starts at the node that answered last). A call
     moves on to the next node on a connection error, a timeout, a 5xx or 429,
     or a redirect to a node already tried or not listed; it follows a redirect
-    only to a listed node. Any other answer is the answer.
+    only to a listed node. Any other answer is the answer. When the nodes say
+    the cluster has no active node (an election), it walks them again after a
+    short pause, while the deadline leaves time for it.
     """
 
     def __init__(
@@ -122,6 +134,30 @@ class VaultClient:
             headers["X-Vault-Namespace"] = self.namespace
         if token:
             headers["X-Vault-Token"] = token
+        pause = ELECTION_PAUSE
+        while True:
+            answer, tried, untried = self._walk(method, path, headers, body, params)
+            if answer is not None:
+                return answer
+            left = self.deadline - time.monotonic()
+            if untried or not any(t.electing for t in tried) or left < pause + MIN_ATTEMPT:
+                raise all_failed([t for t in tried if not t.redirect] or tried, untried, self.timeout)
+            # No active node: an election, over in a second or two. Asking again within the
+            # deadline spares a cold caller the error; the jitter spreads many daemons out.
+            wait = random.uniform(pause / 2, pause)
+            log.info("no active Vault node for %s (an election?); asking again in %.2gs", path, wait)
+            time.sleep(wait)
+            pause = min(pause * 2, ELECTION_PAUSE_MAX)
+
+    def _walk(
+        self,
+        method: str,
+        path: str,
+        headers: Mapping[str, str],
+        body: Mapping[str, Any] | None,
+        params: Mapping[str, str] | None,
+    ) -> tuple[dict[str, Any] | None, list[Failure], list[str]]:
+        """One pass over the nodes: the answer, else what each node tried said and those not tried."""
         queue = self.nodes.order()
         tried: list[Failure] = []
         while queue:
@@ -150,7 +186,7 @@ class VaultClient:
                     queue.insert(0, target)  # the node Vault named, next (it is one of ours)
                     tried.append(Failure(address, f"redirected to {target}", redirect=True))
                 else:
-                    tried.append(Failure(address, f"redirected to {target}, already tried"))
+                    tried.append(Failure(address, f"redirected to {target}, already tried", dead_end=True))
                 continue
             if status >= 500 or status == 429:
                 tried.append(Failure(address, "", http=self._http_error(response, path, address)))
@@ -164,8 +200,8 @@ class VaultClient:
                     "; ".join(t.describe() for t in tried),
                 )
             self.nodes.answered(address)
-            return self._answer(response, path, address)
-        raise all_failed([t for t in tried if not t.redirect] or tried, queue, self.timeout)
+            return self._answer(response, path, address), tried, queue
+        return None, tried, queue
 
     def _send(
         self,

@@ -99,6 +99,12 @@ class Nodes:
 REDIRECTS = (301, 302, 303, 307, 308)
 #: The least time an attempt at one node gets (unless less is left of the deadline).
 MIN_ATTEMPT = 2.0
+#: While the cluster elects a new active node: the first pause before walking the nodes
+#: again, doubled up to the second figure (an election takes a second or two).
+ELECTION_PAUSE = 0.25
+ELECTION_PAUSE_MAX = 2.0
+#: What standbys say while no node is active (OpenBao 2.x, Vault).
+NO_ACTIVE_NODE = ("active cluster node not found", "local node not active")
 
 
 def short(text: str, limit: int = 120) -> str:
@@ -120,6 +126,7 @@ class Failure(Exception):
         unlisted: str | None = None,
         redirect: bool = False,
         unreachable: str = "",
+        dead_end: bool = False,
     ) -> None:
         super().__init__(note)
         self.address = address
@@ -130,10 +137,19 @@ class Failure(Exception):
         self.unlisted = unlisted
         self.unreachable = unreachable  # the connection error's name
         self.redirect = redirect  # sent on to another listed node: not a failure by itself
+        self.dead_end = dead_end  # redirected to a listed node that already failed: the dead active one
 
     @property
     def sealed(self) -> bool:
         return self.http is not None and self.http.status == 503 and "sealed" in self.http.errors.lower()
+
+    @property
+    def electing(self) -> bool:
+        """The node says the cluster has no active node for now: worth asking again shortly."""
+        if self.dead_end:
+            return True
+        errors = self.http.errors if self.http is not None else ""
+        return any(sign in errors for sign in NO_ACTIVE_NODE)
 
     def describe(self) -> str:
         if self.sealed:
