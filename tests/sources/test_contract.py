@@ -39,7 +39,7 @@ from tokend.sources import registry
 from tokend.sources.base import BaseSource, Option
 
 ROOT = Path(__file__).resolve().parents[2]
-OPTION_TYPES = {"str", "duration", "strlist", "bool", "int", "table"}
+OPTION_TYPES = {"str", "duration", "strlist", "strs", "bool", "int", "table"}
 #: Modules a source may import only inside ``fetch`` (DESIGN §1: SDKs are imported lazily).
 HEAVY_MODULES = (
     "boto3",
@@ -304,6 +304,10 @@ def default_has_type(opt: Option) -> bool:
         return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value < float("inf")
     if opt.type == "strlist":
         return isinstance(value, tuple) and bool(value) and all(isinstance(v, str) for v in value)
+    if opt.type == "strs":
+        return isinstance(value, str) or (
+            isinstance(value, tuple) and bool(value) and all(isinstance(v, str) for v in value)
+        )
     if opt.type == "bool":
         return isinstance(value, bool)
     if opt.type == "int":
@@ -326,7 +330,15 @@ def test_only_required_options_are_needed(name: str) -> None:
     cls = registry.lookup(name)
     assert cls is not None
     required = {k: o for k, o in cls.options.items() if o.required}
-    samples = {"str": "x", "duration": "5m", "strlist": ["x"], "bool": True, "int": 1, "table": {"K": "v"}}
+    samples = {
+        "str": "x",
+        "duration": "5m",
+        "strlist": ["x"],
+        "strs": "x",
+        "bool": True,
+        "int": 1,
+        "table": {"K": "v"},
+    }
     options = {k: (o.choices[0] if o.choices else samples[o.type]) for k, o in required.items()}
     options.update(VALID_SAMPLES.get(name, {}))  # values validate() accepts
     profile = config.parse(profile_toml(name, options), None).profile("contract")

@@ -365,6 +365,12 @@ def _convert(value: Any, opt: Option, keypath: str, where: str) -> Any:
         if not (isinstance(value, list) and value and all(isinstance(v, str) for v in value)):
             raise bad("a non-empty array of strings")
         return tuple(value)
+    if t == "strs":  # one or several: a string stays a string, an array becomes a tuple
+        if isinstance(value, str):
+            return value
+        if not (isinstance(value, list) and value and all(isinstance(v, str) for v in value)):
+            raise bad("a string or a non-empty array of strings")
+        return tuple(value)
     if t == "bool":
         if not isinstance(value, bool):
             raise bad("true or false")

@@ -31,7 +31,7 @@ from tokend.sources.extras import missing
 class Option:
     """One profile key a source accepts.
 
-    ``type`` is one of: str, duration, strlist, bool, int, table.
+    ``type`` is one of: str, duration, strlist, strs (a str, or a strlist as a tuple), bool, int, table.
 
     ``profile_of`` makes a str option name another profile of the same config
     whose source is one of those listed (``via = "PROFILE"``): the loader checks

@@ -34,6 +34,7 @@ from tokend.sources.base import BaseSource, FetchRequest, Option
 from tokend.sources.vault.auth import METHODS, Authenticator, Token
 from tokend.sources.vault.http import VaultClient, VaultHttpError
 from tokend.sources.vault.kv import mount_mismatch
+from tokend.sources.vault.nodes import Nodes, addresses_of
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +66,11 @@ class VaultSource(BaseSource):
 
     name = "vault"
     options: ClassVar[dict[str, Option]] = {
-        "address": Option("str", help="Vault address, https://vault.example.com:8200 (default: VAULT_ADDR)"),
+        "address": Option(
+            "strs",
+            help="Vault address, https://vault.example.com:8200, or a list of a cluster's nodes "
+            "(default: VAULT_ADDR)",
+        ),
         "namespace": Option("str", help="Vault Enterprise / OpenBao namespace (default: VAULT_NAMESPACE)"),
         "ca_bundle": Option("str", help="CA bundle for Vault's TLS certificate (default: VAULT_CACERT)"),
         "auth": Option("str", default="token", choices=METHODS, help="how tokend gets its Vault token"),
@@ -102,6 +107,7 @@ class VaultSource(BaseSource):
         self.auth = Authenticator(options, profile, clock, environ)
         self._lease: Lease | None = None
         self._lock = threading.Lock()
+        self._nodes: Nodes | None = None  # kept across fetches: the node that answered last goes first
 
     @classmethod
     def validate(cls, profile: str, options: Mapping[str, Any]) -> None:
@@ -112,9 +118,8 @@ class VaultSource(BaseSource):
             options.get("mount") and options.get("kv_version") == 2
         ):
             raise ConfigError(f"{where}.version: only KV v2 secrets (mount, kv_version = 2) have versions")
-        address = options.get("address")
-        if address and not str(address).startswith(("https://", "http://")):
-            raise ConfigError(f"{where}.address: expected https://HOST:PORT, got {address!r}")
+        if options.get("address") is not None:
+            addresses_of(options["address"], f"{where}.address")
         Authenticator.check(options, profile)
 
     @property
@@ -200,12 +205,13 @@ class VaultSource(BaseSource):
         address = self.settings["address"] or env.get("VAULT_ADDR") or env.get("BAO_ADDR")
         if not address:
             raise SourceUnavailable("no Vault address: set address in the profile, or VAULT_ADDR")
-        if not str(address).startswith(("https://", "http://")):
-            raise ConfigError(f"profiles.{self.profile}.address: expected https://HOST:PORT, got {address!r}")
+        addresses = addresses_of(address, f"profiles.{self.profile}.address")
+        if self._nodes is None or self._nodes.addresses != addresses:
+            self._nodes = Nodes(addresses)
         namespace = self.settings["namespace"] or env.get("VAULT_NAMESPACE") or env.get("BAO_NAMESPACE")
         ca = self.settings["ca_bundle"] or env.get("VAULT_CACERT") or env.get("BAO_CACERT")
         return VaultClient(
-            str(address),
+            self._nodes,
             namespace=namespace or None,
             verify=os.path.expanduser(ca) if ca else True,
             deadline=deadline,
