@@ -120,3 +120,72 @@ def test_toml_block_loads(block: Block, tmp_path: Path) -> None:
     except ConfigError as e:
         pytest.fail(f"README.md:{block.line} ({block.heading}): {e}")
     assert set(doc.get("profiles", {})) <= set(loaded.profiles)
+
+
+# -- what README and the man page list, against the code --------------------------------------
+
+ROOT = README.parent
+MAN_PAGE = ROOT / "packaging" / "man" / "tokend.1"
+
+
+def _section(title: str) -> str:
+    """The text of README's ``title`` section, up to the next heading of its level or above."""
+    level = len(title.split(" ", 1)[0])
+    lines: list[str] = []
+    fence = False
+    for line in README.read_text(encoding="utf-8").splitlines():
+        heading = not fence and re.match(r"(#+) ", line)
+        if heading and lines and len(heading.group(1)) <= level:
+            break
+        if lines or line == title:
+            lines.append(line)
+        fence ^= line.startswith("```")
+    assert lines, f"README.md has no {title!r}"
+    return "\n".join(lines)
+
+
+def _unroff(text: str) -> str:
+    return text.replace("\\-", "-")
+
+
+def test_every_format_is_listed() -> None:
+    from tokend.formats import RENDERERS
+
+    readme = _section("## Commands")
+    formats = readme[readme.index("Formats:") :].split("\n\n", 1)[0]
+    man = _unroff(MAN_PAGE.read_text(encoding="utf-8"))
+    man_formats = man[man.index("Formats:") :].split("\n.", 1)[0]
+    for name in RENDERERS:
+        assert f"`{name}`" in formats, f"README.md Formats: {name} missing"
+        assert re.search(rf"\b{re.escape(name)}\b(?!-)", man_formats), f"tokend.1 Formats: {name} missing"
+
+
+def test_every_command_is_in_the_commands_table() -> None:
+    import click
+
+    from tokend.cli import cli
+
+    table = _section("## Commands")
+    ctx = click.Context(cli, info_name="tokend")
+    for name in cli.list_commands(ctx):
+        command = cli.get_command(ctx, name)
+        if command is not None and not command.hidden:
+            listed = f"`tokend {name}" in table or f"· `{name}" in table
+            assert listed, f"tokend {name} is not in README's Commands"
+
+
+def test_every_tokend_print_option_is_documented() -> None:
+    from tokend.client.fastpath import USAGE
+
+    row = next(line for line in _section("## Commands").splitlines() if line.startswith("| `tokend-print "))
+    synopsis = _unroff(MAN_PAGE.read_text(encoding="utf-8")).split(".SH SYNOPSIS", 1)[1].split(".br", 1)[0]
+    for option in re.findall(r"--[a-z-]+", USAGE):
+        assert option in row, f"README.md Commands: tokend-print {option} missing"
+        assert option in synopsis, f"tokend.1 SYNOPSIS: tokend-print {option} missing"
+
+
+def test_every_extra_is_named() -> None:
+    extras = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    sentence = _section("## Two commands").split("Extras:", 1)[1].split("\n\n", 1)[0]
+    for extra in extras["optional-dependencies"]:
+        assert f"`{extra}`" in sentence, f"README.md Extras: {extra} missing"
