@@ -189,3 +189,49 @@ def test_every_extra_is_named() -> None:
     sentence = _section("## Two commands").split("Extras:", 1)[1].split("\n\n", 1)[0]
     for extra in extras["optional-dependencies"]:
         assert f"`{extra}`" in sentence, f"README.md Extras: {extra} missing"
+
+
+def _figures() -> list[tuple[str, str]]:
+    """(README phrase, where its figure comes from): each phrase, with the code's figure, is in README."""
+    from tokend.ci.envformats import MIN_MASK_LENGTH
+    from tokend.client import fastpath, protocol
+    from tokend.core import durations, policy
+    from tokend.core.errors import Redactor
+    from tokend.daemon import notify, repeat
+    from tokend.daemon.server import Limits
+    from tokend.formats import FORMAT_MIN_TTL
+    from tokend.sources.demo import DemoSource
+    from tokend.sources.keyring import DEFAULT_SERVICE
+
+    demo = DemoSource.options
+
+    def g(value: float) -> str:
+        return f"{value:g}"
+
+    return [
+        (f'min_ttl = "{g(policy.DEFAULT_MIN_TTL / 60)}m"', "policy.DEFAULT_MIN_TTL"),
+        (f'timeout = "{g(policy.DEFAULT_FETCH_TIMEOUT)}s"', "policy.DEFAULT_FETCH_TIMEOUT"),
+        (f'refresh_limit = "{g(policy.FORCED_REFRESH_INTERVAL)}s"', "policy.FORCED_REFRESH_INTERVAL"),
+        (f"`refresh_limit` ({g(policy.FORCED_REFRESH_INTERVAL)} s)", "policy.FORCED_REFRESH_INTERVAL"),
+        (
+            f"`lifetime` ({g(float(demo['lifetime'].default) / 3600)}h), "
+            f"`latency` ({g(float(demo['latency'].default))}s)",
+            "DemoSource.options",
+        ),
+        (f"`service` (`{DEFAULT_SERVICE}`)", "keyring.DEFAULT_SERVICE"),
+        (f"(default `{g(fastpath.DEFAULT_TIMEOUT)}`;", "fastpath.DEFAULT_TIMEOUT"),
+        (f"{g(FORMAT_MIN_TTL['aws-process'] / 60)} minutes for `aws-process`", "formats.FORMAT_MIN_TTL"),
+        (f"capped in size ({protocol.MAX_REQUEST // 1024} KiB)", "protocol.MAX_REQUEST"),
+        (f"in time ({g(Limits().request_timeout)} s to send a request)", "Limits.request_timeout"),
+        (f"at most {g(durations.MAX_DURATION / 86400)} days", "durations.MAX_DURATION"),
+        (f"Values shorter than {Redactor.MIN_LEN} characters", "Redactor.MIN_LEN"),
+        (f"under {MIN_MASK_LENGTH} characters", "envformats.MIN_MASK_LENGTH"),
+        (f"per identity per {g(notify.INTERVAL / 60)} minutes", "notify.INTERVAL"),
+        (f"within {g(repeat.REPEAT_WINDOW)} s", "repeat.REPEAT_WINDOW"),
+    ]
+
+
+def test_figures_match_the_code() -> None:
+    text = " ".join(README.read_text(encoding="utf-8").split())
+    for phrase, source in _figures():
+        assert phrase in text, f"README.md should say {phrase!r} ({source})"
