@@ -235,3 +235,22 @@ def test_figures_match_the_code() -> None:
     text = " ".join(README.read_text(encoding="utf-8").split())
     for phrase, source in _figures():
         assert phrase in text, f"README.md should say {phrase!r} ({source})"
+
+
+def test_codex_blocks_are_what_tokend_integrate_writes() -> None:
+    """A README Codex provider with ``--refresh-on-repeat`` is what ``tokend integrate codex`` writes."""
+    from tokend.integrations import codex
+
+    profiles: dict[str, Any] = {}
+    written = 0
+    for block in BLOCKS:
+        doc = tomllib.loads(block.text)
+        profiles.update(doc.get("profiles", {}))
+        for name, provider in doc.get("model_providers", {}).items():
+            if provider.get("auth", {}).get("args") != [name, codex.REPEAT_FLAG]:
+                continue  # written by hand
+            source = profiles[name]["source"]
+            text = codex.render("", name, provider["auth"]["command"], source=source)
+            assert doc == tomllib.loads(text), f"README.md:{block.line}: not what integrate codex writes"
+            written += 1
+    assert written >= 2
