@@ -254,3 +254,23 @@ def test_codex_blocks_are_what_tokend_integrate_writes() -> None:
             assert doc == tomllib.loads(text), f"README.md:{block.line}: not what integrate codex writes"
             written += 1
     assert written >= 2
+
+
+def _slug(heading: str) -> str:
+    """GitHub's anchor for a heading: lower case, punctuation dropped, spaces to hyphens."""
+    text = re.sub(r"[^\w\- ]", "", heading.lstrip("#").strip().lower())
+    return text.replace(" ", "-")
+
+
+def test_links_and_repository_paths_exist() -> None:
+    text = README.read_text(encoding="utf-8")
+    headings = {_slug(line) for line in text.splitlines() if re.match(r"#{1,6} ", line)}
+    for target in re.findall(r"\]\(([^)\s]+)\)", text):
+        if target.startswith("#"):
+            assert target[1:] in headings, f"README.md links to a missing heading {target}"
+        elif "://" not in target:
+            assert (ROOT / target).exists(), f"README.md links to a missing file {target}"
+    tops = ("tokend/", "tests/", "packaging/", "benchmarks/", "scripts/", "docs/", "systemd/", "examples/")
+    for path in re.findall(r"`([a-z]+/[A-Za-z0-9_./-]*)`", text):
+        if path.startswith(tops):
+            assert (ROOT / path).exists(), f"README.md names {path}, which does not exist"
