@@ -274,3 +274,17 @@ def test_links_and_repository_paths_exist() -> None:
     for path in re.findall(r"`([a-z]+/[A-Za-z0-9_./-]*)`", text):
         if path.startswith(tops):
             assert (ROOT / path).exists(), f"README.md names {path}, which does not exist"
+
+
+def test_daemon_environment_allow_list_is_the_codes() -> None:
+    from tokend.daemon.environment import ALLOWED_NAMES, ALLOWED_PREFIXES
+
+    section = " ".join(_section("### Environment of the daemon").split())
+    for prefix in ALLOWED_PREFIXES:
+        assert f"`{prefix}*`" in section, f"README.md: the daemon keeps {prefix}*"
+    systemd = {"LISTEN_FDS", "LISTEN_PID", "LISTEN_FDNAMES", "NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID"}
+    systemd |= {"JOURNAL_STREAM", "INVOCATION_ID"}
+    assert "what systemd passes to the service" in section
+    for name in ALLOWED_NAMES - systemd:
+        listed = f"`{name}`" in section or f"`{name.lower()}`" in section
+        assert listed, f"README.md: the daemon keeps {name}"
