@@ -288,3 +288,44 @@ def test_daemon_environment_allow_list_is_the_codes() -> None:
     for name in ALLOWED_NAMES - systemd:
         listed = f"`{name}`" in section or f"`{name.lower()}`" in section
         assert listed, f"README.md: the daemon keeps {name}"
+
+
+def _command_lines() -> list[str]:
+    """Every `tokend …` / `tokend-print …` in an inline code span or a ```sh block of README."""
+    text = README.read_text(encoding="utf-8")
+    found = re.findall(r"`(tokend(?:-print)? [^`]+)`", text)
+    shell = False
+    for line in text.splitlines():
+        if line.startswith("```"):
+            shell = line.strip() == "```sh"
+        elif shell:
+            found += re.findall(r"(?:^|\$\(|\| |; |&& )\s*(tokend(?:-print)? [^|;)#]*)", line)
+    return found
+
+
+def test_every_command_and_option_shown_exists() -> None:
+    import click
+
+    from tokend.cli import cli
+    from tokend.client.fastpath import USAGE
+
+    root = click.Context(cli, info_name="tokend")
+    for line in _command_lines():
+        words = line.split(" -- ")[0].split()  # after --, the words are the command's own
+        options = re.findall(r"(?<![\w=])--?[a-z][a-z-]*", " ".join(words[1:]))
+        if words[0] == "tokend-print":
+            known = set(re.findall(r"--?[a-z][a-z-]*", USAGE)) | {"-f"}
+        else:
+            command: click.Command = cli
+            ctx = root
+            for word in (w for w in words[1:] if not w.startswith("-")):
+                if not isinstance(command, click.Group):
+                    break
+                sub = command.get_command(ctx, word)
+                assert sub is not None, f"README.md shows `{line}`: no such command"
+                command, ctx = sub, click.Context(sub, info_name=word, parent=ctx)
+            known = {"--help", "-h"}
+            for param in command.params:
+                known.update(getattr(param, "opts", []), getattr(param, "secondary_opts", []))
+        for option in options:
+            assert option in known, f"README.md shows `{line}`: {option} is not an option"
