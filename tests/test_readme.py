@@ -329,3 +329,19 @@ def test_every_command_and_option_shown_exists() -> None:
                 known.update(getattr(param, "opts", []), getattr(param, "secondary_opts", []))
         for option in options:
             assert option in known, f"README.md shows `{line}`: {option} is not an option"
+
+
+def test_every_source_is_documented() -> None:
+    """The sources table gives each simple source's options; every other source is named for its section."""
+    from tokend.sources import registry
+
+    section = _section("## Configuration")
+    rows = {m.group(1): m.group(0) for m in re.finditer(r"^\| `([a-z0-9-]+)` \|.*$", section, re.M)}
+    for name in registry.BUILTIN:
+        cls = registry.lookup(name)
+        assert cls is not None
+        if name in rows:
+            for option in cls.options:
+                assert f"`{option}`" in rows[name], f"README.md sources table: {name} has {option}"
+        else:
+            assert f"`{name}`" in section, f"README.md Configuration: source {name} is not named"
