@@ -1,10 +1,14 @@
-"""Every ```toml block of README.md loads.
+"""README.md says what the code does.
 
-A tokend config passes config validation; a consumer's file (Codex) is TOML.
+Every ```toml block loads: a tokend config through config validation, a
+consumer's file (Codex) as TOML, and a Codex provider with
+``--refresh-on-repeat`` is what ``tokend integrate codex`` writes. A README
+block is often a fragment that names profiles an earlier block defines (a
+`subject`, a `via`), as a reader who follows the README has them: each tokend
+block is loaded together with the profiles of the blocks before it.
 
-A README block is often a fragment that names profiles an earlier block
-defines (a `subject`, a `via`), as a reader who follows the README has them:
-each tokend block is loaded together with the profiles of the blocks before it.
+Every command, option, format, source, extra, link and repository path shown
+exists, and the defaults and limits quoted are the code's.
 """
 
 from __future__ import annotations
@@ -29,8 +33,8 @@ else:  # pragma: no cover - Python 3.10
 README = Path(__file__).resolve().parent.parent / "README.md"
 TOKEND_TABLES = {"defaults", "profiles", "hosts", "endpoints"}
 
-# Blocks whose section is being rewritten elsewhere: each names profiles that no
-# README block defines. Remove an entry once its section defines them.
+# Blocks that name profiles no README block defines, by the heading above them:
+# skipped until their section defines those profiles (then remove the entry).
 PENDING = {
     "## git and docker credential helpers": "[hosts] names gh, ecr and corp, defined by no block",
     "### Daemon-wide endpoints": "[endpoints] names prod, defined by no block",
