@@ -48,6 +48,7 @@ tokend, tokend-print \- cache and refresh cloud credentials; print them for comm
 .RB [ \-\-min\-ttl
 .IR D ]
 .RB [ \-\-refresh ]
+.RB [ \-\-refresh\-on\-repeat ]
 .br
 .B tokend
 .I COMMAND
@@ -67,7 +68,7 @@ when none answers, and falls back to fetching in-process
 when that fails within its deadline.
 .PP
 Formats: raw (default: the token and one newline), json, header, env,
-aws\-process, exec\-credential.
+aws\-process, aws\-sts, exec\-credential.
 .SH COMMANDS
 """
 
@@ -112,7 +113,8 @@ writes (distribution packages install them in
 The launchd agent on macOS.
 .SH EXIT STATUS
 0 success; 1 the credential could not be obtained; 2 usage or configuration
-error; 3 daemon unreachable and fallback disabled; 4 login required
+error; 3 no daemon could be asked (none answered and the fallback is disabled,
+or the runtime directory is refused); 4 login required
 .RB ( "tokend login PROFILE" ).
 On failure stdout is empty and stderr has one line naming the profile and the
 cause; never a secret.

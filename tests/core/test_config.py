@@ -181,6 +181,10 @@ def test_option_of_another_source_is_unknown() -> None:
         ("min_ttl = inf", "profiles.p.min_ttl", "finite"),
         ("timeout = -inf", "profiles.p.timeout", "finite"),
         ('lifetime = "forever"', "profiles.p.lifetime", "'forever'"),
+        # A number is seconds, bounded like a string: at most 30 days.
+        ('lifetime = "31d"', "profiles.p.lifetime", "30d00h maximum"),
+        ("lifetime = 2592001", "profiles.p.lifetime", "30d00h maximum"),
+        ("min_ttl = 1e300", "profiles.p.min_ttl", "30d00h maximum"),
     ],
 )
 def test_wrong_types_for_durations(body: str, keypath: str, expected: str) -> None:

@@ -104,4 +104,6 @@ def test_no_autostart_goes_daemonless(sandbox: Sandbox) -> None:
     assert r.status == 3
     assert r.out == ""
     assert len(r.err_lines) == 1 and "manual" in r.err
+    # The line says why no daemon was started: it was not allowed to, it did not fail.
+    assert "autostart disabled by TOKEND_NO_AUTOSTART" in r.err and "autostart failed" not in r.err
     assert sandbox.daemon_pids() == []

@@ -292,6 +292,13 @@ def ask(fields: dict[str, str], timeout: float, fallback: "Fallback") -> tuple[i
     return _ask(fields, timeout, fallback)
 
 
+def no_daemon_why() -> str:
+    """Why no daemon answered and none will be asked, for the TOKEND_NO_FALLBACK error line."""
+    if _truthy("TOKEND_NO_AUTOSTART"):
+        return "autostart disabled by TOKEND_NO_AUTOSTART; fallback disabled by TOKEND_NO_FALLBACK"
+    return "autostart failed; fallback disabled by TOKEND_NO_FALLBACK"
+
+
 def _ask(fields: dict[str, str], timeout: float, fallback: "Fallback | None" = None) -> tuple[int, bytes]:
     """The daemon's answer; starts a daemon or goes daemonless when none listens."""
     deadline = time.monotonic() + timeout
@@ -323,11 +330,7 @@ def _ask(fields: dict[str, str], timeout: float, fallback: "Fallback | None" = N
             f"tokend: {profile}: daemon at {sock_path} failed to answer ({e.__class__.__name__}: {e})",
         ) from None
     if _truthy("TOKEND_NO_FALLBACK"):
-        raise Fail(
-            EXIT_NO_DAEMON,
-            f"tokend: {profile}: no daemon at {sock_path} "
-            "(autostart failed; fallback disabled by TOKEND_NO_FALLBACK)",
-        )
+        raise Fail(EXIT_NO_DAEMON, f"tokend: {profile}: no daemon at {sock_path} ({no_daemon_why()})")
     if fallback is not None:
         return fallback(fields, deadline)
     daemonless(fields, deadline)

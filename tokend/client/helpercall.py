@@ -54,8 +54,7 @@ def ask(fields: dict[str, str], deadline: float, timeout: float) -> "tuple[int, 
         if fastpath.truthy(fastpath.getenv("TOKEND_NO_FALLBACK")):
             raise fastpath.Fail(
                 fastpath.EXIT_NO_DAEMON,
-                f"tokend: no daemon at {sock_path} "
-                "(autostart failed; fallback disabled by TOKEND_NO_FALLBACK)",
+                f"tokend: no daemon at {sock_path} ({fastpath.no_daemon_why()})",
             )
         return None
     status, body = answer

@@ -18,7 +18,7 @@ from typing import Any
 from tokend.client import hosts as host_routes
 from tokend.client import paths, trust
 from tokend.core import endpoints_config, policy
-from tokend.core.durations import format_duration, parse_duration
+from tokend.core.durations import MAX_DURATION, format_duration, parse_duration
 from tokend.core.errors import ConfigError, UnknownProfile
 from tokend.sources import registry
 from tokend.sources.base import BaseSource, Dependency, Option
@@ -354,6 +354,10 @@ def _convert(value: Any, opt: Option, keypath: str, where: str) -> Any:
             raise bad('a duration string such as "5m"')
         if not math.isfinite(seconds) or seconds < 0:  # TOML allows nan and inf
             raise ConfigError(f"{where}: {keypath}: expected a finite, non-negative duration")
+        if seconds > MAX_DURATION:  # a number of seconds, bounded as a duration string is
+            raise ConfigError(
+                f"{where}: {keypath}: {value!r} is longer than the {format_duration(MAX_DURATION)} maximum"
+            )
         return seconds
     if t == "str":
         if not isinstance(value, str):
