@@ -35,10 +35,6 @@ TOKEND_TABLES = {"defaults", "profiles", "hosts", "endpoints"}
 
 # Blocks that name profiles no README block defines, by the heading above them:
 # skipped until their section defines those profiles (then remove the entry).
-PENDING = {
-    "## git and docker credential helpers": "[hosts] names gh, ecr and corp, defined by no block",
-    "### Daemon-wide endpoints": "[endpoints] names prod, defined by no block",
-}
 
 
 @dataclass(frozen=True)
@@ -111,8 +107,6 @@ def test_toml_block_loads(block: Block, tmp_path: Path) -> None:
         # A consumer's file (~/.codex/config.toml, ...): TOML is all tokend can promise.
         assert "profiles" not in doc, f"README.md:{block.line}: a tokend profile mixed with other keys"
         return
-    if block.heading in PENDING:
-        pytest.skip(PENDING[block.heading])
     earlier: dict[str, Any] = {}
     for before in BLOCKS:
         if before.line >= block.line:
