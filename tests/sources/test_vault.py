@@ -475,3 +475,15 @@ def test_nothing_secret_in_errors(world: World, monkeypatch: pytest.MonkeyPatch)
         fetch(src)
     assert "the-secret-id-value" not in info.value.line() and "***" in info.value.line()
     assert json.dumps(info.value.line())
+
+
+def test_ci_id_token_settings_are_checked_at_load(world: World) -> None:
+    with pytest.raises(ConfigError, match=r"profiles.contract.oidc: only with auth = \"jwt\""):
+        world.source(auth="approle", role_id="r", oidc="github", oidc_audience="a", mount="secret", path="k")
+    with pytest.raises(ConfigError, match=r"profiles.contract.jwt: not with oidc"):
+        world.source(auth="jwt", jwt="env:X", oidc="gitlab:X", mount="secret", path="k")
+    with pytest.raises(ConfigError, match=r"contract.oidc_audience: required with oidc = \"github\""):
+        world.source(auth="jwt", role="deploy", oidc="github", mount="secret", path="k")
+    with pytest.raises(ConfigError, match=r"contract.oidc: expected \"github\" or \"gitlab:VARNAME\""):
+        world.source(auth="jwt", oidc="circleci", mount="secret", path="k")
+    world.source(auth="jwt", role="deploy", oidc="gitlab:VAULT_ID_TOKEN", mount="secret", path="k")

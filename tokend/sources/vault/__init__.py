@@ -26,6 +26,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
+from tokend.ci import oidc
 from tokend.core import policy
 from tokend.core.credential import Credential
 from tokend.core.errors import ConfigError, SourceError, SourceUnavailable, TokendError
@@ -80,6 +81,7 @@ class VaultSource(BaseSource):
             "str",
             help="auth = jwt / kubernetes: env:VAR or file:PATH (kubernetes: the service-account token)",
         ),
+        **oidc.OPTIONS,  # auth = jwt: the CI job's own ID token instead of jwt
         "path": Option("str", required=True, help="secret path (inside mount for KV), e.g. aws/creds/ROLE"),
         "mount": Option("str", help='KV engine mount, e.g. "secret": path is then inside it'),
         "kv_version": Option("int", default=2, help="KV engine version of mount: 1 or 2"),
