@@ -29,12 +29,13 @@ from typing import Any, ClassVar
 from tokend.ci import oidc
 from tokend.core import policy
 from tokend.core.credential import Credential
-from tokend.core.errors import ConfigError, SourceError, SourceUnavailable, TokendError
+from tokend.core.errors import ConfigError, SourceError, SourceTimeout, SourceUnavailable, TokendError
 from tokend.sources import secretvalue
 from tokend.sources.base import BaseSource, FetchRequest, Option
 from tokend.sources.vault.auth import METHODS, Authenticator, Token
 from tokend.sources.vault.http import VaultClient, VaultHttpError
 from tokend.sources.vault.kv import mount_mismatch
+from tokend.sources.vault.revoke import revoke_held
 
 log = logging.getLogger(__name__)
 
@@ -89,6 +90,12 @@ class VaultSource(BaseSource):
         "json_key": secretvalue.JSON_KEY_OPTION,
         "kind": secretvalue.KIND_OPTION,
         "ttl": secretvalue.TTL_OPTION,
+        "revoke_on_stop": Option(
+            "bool",
+            default=False,
+            help="tokend stop (and SIGTERM) revokes the lease and the token tokend logged in for "
+            "(default: a stop or restart revokes nothing; tokend logout PROFILE always revokes)",
+        ),
     }
 
     def __init__(
@@ -118,6 +125,11 @@ class VaultSource(BaseSource):
         if address and not str(address).startswith(("https://", "http://")):
             raise ConfigError(f"{where}.address: expected https://HOST:PORT, got {address!r}")
         Authenticator.check(options, profile)
+        if options.get("revoke_on_stop") and options.get("auth") == "token" and options.get("mount"):
+            raise ConfigError(
+                f"{where}.revoke_on_stop: nothing to revoke: a KV read has no lease "
+                'and a token you supply (auth = "token") is never revoked'
+            )
 
     @property
     def api_path(self) -> str:
@@ -156,6 +168,28 @@ class VaultSource(BaseSource):
                 if e.profile is None:
                     e.profile = self.profile
                 raise
+
+    # -- ending leases on purpose (tokend/sources/vault/revoke.py) -----------------------------------
+
+    supports_revoke = True
+
+    def revokes_on_stop(self) -> bool:
+        return bool(self.settings.get("revoke_on_stop"))
+
+    def revoke(self, timeout: float) -> list[str]:
+        """Revoke the lease held and the token tokend logged in for; forget both either way."""
+        deadline = time.monotonic() + timeout
+        if not self._lock.acquire(timeout=timeout):
+            raise SourceTimeout(f"a fetch still ran after {timeout:g}s; nothing revoked")
+        try:
+            lease, token = self._lease, self.auth.token
+            self._lease, self.auth.token = None, None
+            if lease is None and not (token is not None and self.auth.logs_in):
+                return []
+            with self._client(deadline, timeout) as client:
+                return revoke_held(client, self.profile, lease, token, self.auth.logs_in)
+        finally:
+            self._lock.release()
 
     # -- internals ---------------------------------------------------------------------------------
 
