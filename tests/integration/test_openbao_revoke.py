@@ -181,6 +181,29 @@ def test_logout_never_revokes_a_token_the_user_supplied(
     assert token not in r.err
 
 
+def test_logout_without_the_revoke_policy_says_what_to_allow(
+    sandbox: Sandbox, bao: OpenBao, postgres: Postgres
+) -> None:
+    bao.policy("db-no-revoke", DB_POLICY.replace("sys/leases/revoke", "sys/leases/lookup"))
+    token = bao.token(policies=("db-no-revoke",))
+    sandbox.write_config(
+        f'[profiles.db]\nsource = "vault"\naddress = "{bao.url}"\npath = "database/creds/app"\n'
+        'token = "env:TD_VAULT_TOKEN"\nmin_ttl = "5s"\n'
+    )
+    env = sandbox.env(TD_VAULT_TOKEN=token)
+    sandbox.start_daemon(env=env)
+    r = sandbox.print_("db", "--format", "json", env=env)
+    assert r.status == 0, r
+    login = json.loads(r.out)
+    r = sandbox.tokend("logout", "db", env=env)
+    assert r.status == 1 and len(r.err_lines) == 1, r
+    assert "not revoked: lease database/creds/app/" in r.err and "update on sys/leases/revoke" in r.err, r
+    # Not revoked, so still usable until its lease ends; the daemon forgot it all the same.
+    assert _can_log_in(postgres, login)
+    r = sandbox.tokend("logout", "db", env=env)
+    assert (r.status, r.err.strip()) == (0, "db: nothing held to revoke; cached credential dropped"), r
+
+
 def test_stop_revokes_only_profiles_with_revoke_on_stop(
     sandbox: Sandbox, bao: OpenBao, postgres: Postgres
 ) -> None:
