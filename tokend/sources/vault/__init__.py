@@ -10,6 +10,10 @@ consumer asking for ``--refresh``. Fields map to credential kinds: AWS keys
 to ``aws``, username/password to ``basic``, one field (or ``json_key``) to
 ``secret``.
 
+``tokend logout PROFILE`` revokes the lease and the token tokend logged in
+for (``revoke``, tokend/sources/vault/revoke.py); a daemon stop does so only
+with ``revoke_on_stop = true``.
+
 Plain requests rather than hvac: about ten endpoints of a stable HTTP API,
 each call cut to what is left of the fetch's deadline, namespace and token
 headers under our control, and one dependency fewer (requests, which the
@@ -111,6 +115,7 @@ class VaultSource(BaseSource):
         self.auth = Authenticator(options, profile, clock, environ)
         self._lease: Lease | None = None
         self._lock = threading.Lock()
+        self._revoked = False  # set by revoke(): the broker dropped this instance
 
     @classmethod
     def validate(cls, profile: str, options: Mapping[str, Any]) -> None:
@@ -149,6 +154,10 @@ class VaultSource(BaseSource):
     def fetch(self, request: FetchRequest) -> Credential:
         deadline = time.monotonic() + request.timeout
         with self._lock:
+            if self._revoked:
+                # This instance was logged out while the fetch waited: a new login here would
+                # leave a lease and a token nobody holds to revoke.
+                raise SourceError("logged out (tokend logout) while this fetch waited; ask again")
             try:
                 with self._client(deadline, request.timeout) as client:
                     token = self.auth.current(client)
@@ -183,7 +192,7 @@ class VaultSource(BaseSource):
             raise SourceTimeout(f"a fetch still ran after {timeout:g}s; nothing revoked")
         try:
             lease, token = self._lease, self.auth.token
-            self._lease, self.auth.token = None, None
+            self._lease, self.auth.token, self._revoked = None, None, True
             if lease is None and not (token is not None and self.auth.logs_in):
                 return []
             with self._client(deadline, timeout) as client:
