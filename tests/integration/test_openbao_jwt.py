@@ -84,9 +84,7 @@ def _configure(server: OpenBao, mount: str, signer: JwtSigner) -> None:
 
 
 def _ci_env(sandbox: Sandbox, **extra: str) -> dict[str, str]:
-    return sandbox.env(
-        CI="true", GITHUB_ACTIONS="true", NO_PROXY="127.0.0.1", no_proxy="127.0.0.1", **extra
-    )
+    return sandbox.env(CI="true", GITHUB_ACTIONS="true", NO_PROXY="127.0.0.1", no_proxy="127.0.0.1", **extra)
 
 
 def _profile(name: str, server: OpenBao, mount: str, **settings: str) -> str:
