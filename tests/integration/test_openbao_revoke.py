@@ -222,6 +222,8 @@ def test_stop_revokes_only_profiles_with_revoke_on_stop(
     assert _role_gone(postgres, revoked["username"]), "revoke_on_stop left the lease's role behind"
     # The default: a stop (or a restart) revokes nothing; the job's login keeps working.
     assert _can_log_in(postgres, kept)
+    r = sandbox.tokend("logout", "ci-job")
+    assert r.status == 0 and "no daemon is running" in r.err, r
 
 
 def test_a_hanging_vault_does_not_hang_stop(sandbox: Sandbox, bao: OpenBao, postgres: Postgres) -> None:
