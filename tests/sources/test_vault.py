@@ -475,3 +475,37 @@ def test_nothing_secret_in_errors(world: World, monkeypatch: pytest.MonkeyPatch)
         fetch(src)
     assert "the-secret-id-value" not in info.value.line() and "***" in info.value.line()
     assert json.dumps(info.value.line())
+
+
+def test_ci_id_token_settings_are_checked_at_load(world: World) -> None:
+    with pytest.raises(ConfigError, match=r"profiles.contract.oidc: only with auth = \"jwt\""):
+        world.source(auth="approle", role_id="r", oidc="github", oidc_audience="a", mount="secret", path="k")
+    with pytest.raises(ConfigError, match=r"profiles.contract.jwt: not with oidc"):
+        world.source(auth="jwt", jwt="env:X", oidc="gitlab:X", mount="secret", path="k")
+    with pytest.raises(ConfigError, match=r"contract.oidc_audience: required with oidc = \"github\""):
+        world.source(auth="jwt", role="deploy", oidc="github", mount="secret", path="k")
+    with pytest.raises(ConfigError, match=r"contract.oidc: expected \"github\" or \"gitlab:VARNAME\""):
+        world.source(auth="jwt", oidc="circleci", mount="secret", path="k")
+    world.source(auth="jwt", role="deploy", oidc="gitlab:VAULT_ID_TOKEN", mount="secret", path="k")
+
+
+def test_a_revoked_instance_never_logs_in_again(world: World) -> None:
+    # The broker drops an instance it revoked; a fetch that waited for its lock meanwhile must
+    # not log in again on it (that lease and token would be held by nobody, never revoked).
+    world.env_token()
+    world.fake.put_kv2("k", {"value": "v1"})
+    src = world.source(token="env:TD_VAULT_TOKEN", mount="secret", path="k")
+    assert fetch(src).fields == {"value": "v1"}
+    assert src.revoke(5.0) == []  # a KV read holds no lease, and a token given is never revoked
+    before = len(world.fake.requests)
+    with pytest.raises(SourceError, match="logged out"):
+        fetch(src)
+    assert len(world.fake.requests) == before
+
+
+def test_revoke_on_stop_is_checked_at_load(world: World) -> None:
+    with pytest.raises(ConfigError, match=r"contract.revoke_on_stop: nothing to revoke"):
+        world.source(token="env:TD_VAULT_TOKEN", mount="secret", path="k", revoke_on_stop=True)
+    src = world.source(token="env:TD_VAULT_TOKEN", path="database/creds/app", revoke_on_stop=True)
+    assert src.revokes_on_stop() and src.supports_revoke
+    assert not world.source(token="env:TD_VAULT_TOKEN", path="database/creds/app").revokes_on_stop()

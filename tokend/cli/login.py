@@ -19,7 +19,7 @@ from tokend.client import control, paths
 from tokend.client.rundir import prepare_dir
 from tokend.core import config
 from tokend.core.broker import build_source
-from tokend.core.errors import DaemonUnreachable, LoginRequired, UsageError
+from tokend.core.errors import DaemonUnreachable, LoginRequired, Relayed, UsageError
 from tokend.core.locks import private_lock
 from tokend.sources.base import BaseSource, LoginContext
 
@@ -47,6 +47,24 @@ def _forget(names: list[str]) -> None:
             control.run("drop", {"profile": name})
         except DaemonUnreachable:
             return
+
+
+#: The daemon bounds a revocation by the profile's timeout, at most 20 s: wait a little longer.
+REVOKE_WAIT = 30.0
+
+
+def _revoke_in_daemon(name: str) -> str:
+    """``tokend logout`` of a Revocable source: the daemon's instance revokes; its line."""
+    try:
+        status, body = control.request("revoke", {"profile": name}, timeout=REVOKE_WAIT)
+    except DaemonUnreachable as e:
+        if not e.message.startswith("no daemon running"):
+            raise
+        return f"{name}: no daemon is running, so none holds a lease or token to revoke"
+    text = body.decode("utf-8", "replace").strip()
+    if status != 0:
+        raise Relayed(text, status)
+    return text
 
 
 def _login_source(name: str) -> tuple[config.Config, BaseSource]:
@@ -98,7 +116,11 @@ def register(cli: click.Group) -> None:
     @cli.command("logout")
     @click.argument("profile")
     def logout(profile: str) -> None:
-        """Forget the sign-in of PROFILE."""
+        """Forget the sign-in of PROFILE; revoke the Vault lease and token tokend holds for it."""
+        cfg = config.load()
+        if build_source(cfg.profile(profile), time.time).supports_revoke:
+            click.echo(_revoke_in_daemon(profile), err=True)
+            return
         cfg, source = _login_source(profile)
         source.logout()
         _forget(_profiles_sharing(cfg, source))

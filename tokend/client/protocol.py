@@ -15,7 +15,9 @@ from tokend.client import trust
 
 MAX_REQUEST = 64 * 1024
 MAX_RESPONSE = 4 * 1024 * 1024
-OPS = frozenset({"get", "status", "stop", "reload", "drop", "ping", "endpoints", "routes", "helper"})
+OPS = frozenset(
+    {"get", "status", "stop", "reload", "drop", "revoke", "ping", "endpoints", "routes", "helper"}
+)
 
 
 class ProtocolError(ValueError):

@@ -17,6 +17,8 @@ callers without one).
 from __future__ import annotations
 
 import asyncio
+import logging
+import threading
 import time
 from collections.abc import Awaitable
 from concurrent.futures import Future
@@ -35,6 +37,9 @@ from tokend.core.credential import Credential
 from tokend.core.durations import format_duration
 from tokend.core.entry import Cancellable
 from tokend.core.errors import SourceError, SourceTimeout, TokendError
+from tokend.sources.base import BaseSource
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "HUNG_GRACE",
@@ -132,6 +137,63 @@ class Broker(CredentialCache):
             if entry is None:
                 return None
             return entry.servable(self._clock(), entry.profile.min_ttl if min_ttl is None else min_ttl)
+
+    # -- ending what sources hold upstream (tokend logout, revoke_on_stop) ------------
+
+    def revoke(self, name: str, timeout: float) -> list[str]:
+        """``tokend logout``: drop ``name``'s cached credential; its source revokes what it holds.
+
+        What was revoked (empty when nothing was held); the source's error when it failed.
+        """
+        self.profile(name)  # UnknownProfile before anything else
+        with self._lock:
+            entry = self._entries.get(name)
+            if entry is None:
+                return []
+            self._drop(name)
+        return entry.source.revoke(timeout)
+
+    def revoke_for_stop(self, timeout: float) -> list[str]:
+        """At shutdown: revoke for each profile whose source asks for it (``revoke_on_stop``).
+
+        All at once, each in a daemon thread, the whole given ``timeout`` seconds: a
+        hanging upstream must neither delay the stop further nor keep the process
+        alive. Lines saying what each profile revoked (or why not), for the log and
+        ``tokend stop``.
+        """
+        with self._lock:
+            chosen = {n: e.source for n, e in self._entries.items() if e.source.revokes_on_stop()}
+            for name in chosen:
+                self._drop(name)
+        if not chosen:
+            return []
+        said: dict[str, str] = {}
+
+        def one(name: str, source: BaseSource) -> None:
+            try:
+                done = source.revoke(timeout)
+                said[name] = "revoked " + ", ".join(done) if done else "nothing held to revoke"
+            except TokendError as e:
+                said[name] = e.message
+            except Exception as e:  # a source bug must not stop the others' revocation
+                log.exception("%s: revoking at stop failed", name)
+                said[name] = f"{type(e).__name__}: {e}"
+
+        threads = [
+            threading.Thread(target=one, args=item, name=f"tokend-revoke-{item[0]}", daemon=True)
+            for item in chosen.items()
+        ]
+        deadline = time.monotonic() + timeout
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(max(deadline - time.monotonic(), 0.0))
+        lines = []
+        for name in sorted(chosen):
+            line = f"{name}: {said.get(name) or f'no answer from upstream within {timeout:g}s; not revoked'}"
+            log.info("at stop: %s", line)
+            lines.append(line)
+        return lines
 
     # -- credentials a fetch needs from another profile --------------------------
 

@@ -18,7 +18,7 @@ from tokend.core import config as config_mod
 from tokend.core import linux
 from tokend.core.broker import Broker, Cancellable
 from tokend.core.logs import setup_logging
-from tokend.daemon import environment, runtime, systemd
+from tokend.daemon import environment, revoking, runtime, systemd
 from tokend.daemon.clock import ClockWatcher, Jump
 from tokend.daemon.endpoints.daemonwide import DaemonEndpoints
 from tokend.daemon.notify import LoginNotifier
@@ -202,4 +202,6 @@ async def _main(
     server.close()
     with contextlib.suppress(asyncio.TimeoutError):
         await asyncio.wait_for(server.wait_closed(), SHUTDOWN_GRACE)
+    # SIGTERM, or requests served after `tokend stop` revoked: revoke_on_stop profiles only.
+    await revoking.revoke_for_stop(broker)
     broker.close()

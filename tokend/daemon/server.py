@@ -20,7 +20,7 @@ from tokend.core.credential import Credential
 from tokend.core.durations import parse_duration
 from tokend.core.errors import EXIT_FAILED, EXIT_USAGE, TokendError, UnknownProfile
 from tokend.core.logs import escape
-from tokend.daemon import helpers
+from tokend.daemon import helpers, revoking
 from tokend.daemon.configwatch import ConfigWatch
 from tokend.daemon.repeat import RepeatTracker, caller_of
 from tokend.daemon.runtime import peer_cred
@@ -103,9 +103,12 @@ class Daemon:
             if op == "drop":
                 self.broker.forget(fields.get("profile", ""))
                 return 0, b"dropped\n"
+            if op == "revoke":
+                name = fields.get("profile", "")
+                timeout = min(self.broker.profile(name).timeout, revoking.MAX_REVOKE_TIME)
+                return self._revoke(name, timeout)
             if op == "stop":
-                self._request_stop()
-                return 0, b"stopping\n"
+                return self._stop()
             return 0, b"pong\n"
         except TokendError as e:
             return _error(e)
@@ -144,6 +147,18 @@ class Daemon:
         except TokendError as e:
             return _error(e, name)
         return self._render_later(name, result, fmt, ctx)
+
+    async def _revoke(self, name: str, timeout: float) -> Reply:
+        """``tokend logout PROFILE``: the daemon's source instance revokes what it holds."""
+        try:
+            return 0, (await revoking.revoke(self.broker, name, timeout) + "\n").encode()
+        except TokendError as e:
+            return _error(e, name)
+
+    async def _stop(self) -> Reply:
+        said = await revoking.revoke_for_stop(self.broker)  # revoke_on_stop profiles, bounded
+        self._request_stop()
+        return 0, ("\n".join(["stopping", *said]) + "\n").encode()
 
     def _routes(self) -> Reply:
         """``[hosts]`` for the git and docker helpers, so they need not parse the config file."""

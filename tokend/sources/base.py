@@ -10,7 +10,8 @@ and honours this contract (docs/sources.md):
   its fetches ask the broker for (``FetchRequest.credential_of``);
 - a constructor ``cls(profile, options, *, clock)``;
 - instances with ``fetch(request)`` (the ``Source`` protocol) and whatever
-  optional capability they have (``Login``, ``Fingerprinted``, ``Closable``).
+  optional capability they have (``Login``, ``Fingerprinted``, ``Closable``,
+  ``Revocable``).
 
 ``BaseSource`` is a convenience base that provides all of that with defaults.
 """
@@ -176,6 +177,23 @@ class Closable(Protocol):
     def close(self) -> None: ...
 
 
+@runtime_checkable
+class Revocable(Protocol):
+    """Capability: ends on purpose what the source holds upstream (Vault leases, tokens it logged in for).
+
+    ``tokend logout PROFILE`` has the daemon call ``revoke`` on the instance that
+    holds them, and so does ``tokend stop`` for instances whose ``revokes_on_stop()``
+    is true. ``revoke`` is bounded by ``timeout`` seconds, then forgets what it held
+    whether or not upstream answered; it returns what it revoked, for people to read.
+    """
+
+    supports_revoke: bool
+
+    def revoke(self, timeout: float) -> list[str]: ...
+
+    def revokes_on_stop(self) -> bool: ...
+
+
 class BaseSource:
     """Convenience base for sources: declares ``options`` and keeps the constructor uniform.
 
@@ -227,6 +245,18 @@ class BaseSource:
         signed-in account). It must be cheap: ``os.stat`` calls, no network.
         """
         return None
+
+    # Ending leases on purpose (``Revocable``). Sources that hold any override these.
+
+    supports_revoke: ClassVar[bool] = False
+
+    def revoke(self, timeout: float) -> list[str]:
+        """End what this instance holds upstream within ``timeout`` s; what was revoked."""
+        return []
+
+    def revokes_on_stop(self) -> bool:
+        """Whether a daemon stop (``tokend stop``, SIGTERM) revokes too (default: it revokes nothing)."""
+        return False
 
     # Laptop SSO. Sources that need a person override these three.
 

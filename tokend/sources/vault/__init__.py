@@ -10,6 +10,10 @@ consumer asking for ``--refresh``. Fields map to credential kinds: AWS keys
 to ``aws``, username/password to ``basic``, one field (or ``json_key``) to
 ``secret``.
 
+``tokend logout PROFILE`` revokes the lease and the token tokend logged in
+for (``revoke``, tokend/sources/vault/revoke.py); a daemon stop does so only
+with ``revoke_on_stop = true``.
+
 Plain requests rather than hvac: about ten endpoints of a stable HTTP API,
 each call cut to what is left of the fetch's deadline, namespace and token
 headers under our control, and one dependency fewer (requests, which the
@@ -26,15 +30,17 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any, ClassVar
 
+from tokend.ci import oidc
 from tokend.core import policy
 from tokend.core.credential import Credential
-from tokend.core.errors import ConfigError, SourceError, SourceUnavailable, TokendError
+from tokend.core.errors import ConfigError, SourceError, SourceTimeout, SourceUnavailable, TokendError
 from tokend.sources import secretvalue
 from tokend.sources.base import BaseSource, FetchRequest, Option
 from tokend.sources.vault.auth import METHODS, Authenticator, Token
 from tokend.sources.vault.http import VaultClient, VaultHttpError
 from tokend.sources.vault.kv import mount_mismatch
 from tokend.sources.vault.nodes import Nodes, addresses_of
+from tokend.sources.vault.revoke import revoke_held
 
 log = logging.getLogger(__name__)
 
@@ -85,6 +91,7 @@ class VaultSource(BaseSource):
             "str",
             help="auth = jwt / kubernetes: env:VAR or file:PATH (kubernetes: the service-account token)",
         ),
+        **oidc.OPTIONS,  # auth = jwt: the CI job's own ID token instead of jwt
         "path": Option("str", required=True, help="secret path (inside mount for KV), e.g. aws/creds/ROLE"),
         "mount": Option("str", help='KV engine mount, e.g. "secret": path is then inside it'),
         "kv_version": Option("int", default=2, help="KV engine version of mount: 1 or 2"),
@@ -92,6 +99,12 @@ class VaultSource(BaseSource):
         "json_key": secretvalue.JSON_KEY_OPTION,
         "kind": secretvalue.KIND_OPTION,
         "ttl": secretvalue.TTL_OPTION,
+        "revoke_on_stop": Option(
+            "bool",
+            default=False,
+            help="tokend stop (and SIGTERM) revokes the lease and the token tokend logged in for "
+            "(default: a stop or restart revokes nothing; tokend logout PROFILE always revokes)",
+        ),
     }
 
     def __init__(
@@ -108,6 +121,7 @@ class VaultSource(BaseSource):
         self._lease: Lease | None = None
         self._lock = threading.Lock()
         self._nodes: Nodes | None = None  # kept across fetches: the node that answered last goes first
+        self._revoked = False  # set by revoke(): the broker dropped this instance
 
     @classmethod
     def validate(cls, profile: str, options: Mapping[str, Any]) -> None:
@@ -121,6 +135,11 @@ class VaultSource(BaseSource):
         if options.get("address") is not None:
             addresses_of(options["address"], f"{where}.address")
         Authenticator.check(options, profile)
+        if options.get("revoke_on_stop") and options.get("auth") == "token" and options.get("mount"):
+            raise ConfigError(
+                f"{where}.revoke_on_stop: nothing to revoke: a KV read has no lease "
+                'and a token you supply (auth = "token") is never revoked'
+            )
 
     @property
     def api_path(self) -> str:
@@ -140,6 +159,10 @@ class VaultSource(BaseSource):
     def fetch(self, request: FetchRequest) -> Credential:
         deadline = time.monotonic() + request.timeout
         with self._lock:
+            if self._revoked:
+                # This instance was logged out while the fetch waited: a new login here would
+                # leave a lease and a token nobody holds to revoke.
+                raise SourceError("logged out (tokend logout) while this fetch waited; ask again")
             try:
                 with self._client(deadline, request.timeout) as client:
                     token = self.auth.current(client)
@@ -159,6 +182,28 @@ class VaultSource(BaseSource):
                 if e.profile is None:
                     e.profile = self.profile
                 raise
+
+    # -- ending leases on purpose (tokend/sources/vault/revoke.py) -----------------------------------
+
+    supports_revoke = True
+
+    def revokes_on_stop(self) -> bool:
+        return bool(self.settings.get("revoke_on_stop"))
+
+    def revoke(self, timeout: float) -> list[str]:
+        """Revoke the lease held and the token tokend logged in for; forget both either way."""
+        deadline = time.monotonic() + timeout
+        if not self._lock.acquire(timeout=timeout):
+            raise SourceTimeout(f"a fetch still ran after {timeout:g}s; nothing revoked")
+        try:
+            lease, token = self._lease, self.auth.token
+            self._lease, self.auth.token, self._revoked = None, None, True
+            if lease is None and not (token is not None and self.auth.logs_in):
+                return []
+            with self._client(deadline, timeout) as client:
+                return revoke_held(client, self.profile, lease, token, self.auth.logs_in)
+        finally:
+            self._lock.release()
 
     # -- internals ---------------------------------------------------------------------------------
 

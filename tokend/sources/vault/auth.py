@@ -3,7 +3,9 @@
 ``auth = "token"`` takes a token from a reference (``env:VAR``, ``file:PATH``,
 ``keyring:[SERVICE/]USER``; default ``VAULT_TOKEN``, then ``~/.vault-token``
 as the vault CLI leaves it). ``approle``, ``jwt`` and ``kubernetes`` log in
-(``auth/MOUNT/login``) with a role and credentials read from such references.
+(``auth/MOUNT/login``) with a role and credentials read from such references;
+``jwt`` with ``oidc = "github"`` or ``"gitlab:VAR"`` logs in with the CI job's
+own ID token (tokend/ci/oidc.py), asked for at each login.
 A token is renewed (``auth/token/renew-self``) once two thirds of its TTL
 have passed, however short that TTL; when it cannot be renewed (refused, or its max TTL leaves too
 little) a login method logs in again, which starts a new *generation*: leases
@@ -14,10 +16,12 @@ from __future__ import annotations
 
 import logging
 import os
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+from tokend.ci import oidc
 from tokend.core.errors import REDACTOR, ConfigError, LoginRequired, SourceError, SourceUnavailable
 from tokend.sources.vault.http import VaultClient, VaultHttpError
 
@@ -159,8 +163,19 @@ class Authenticator:
         check_ref(s["token"], "token", p)
         check_ref(s["secret_id"], "secret_id", p)
         check_ref(s["jwt"], "jwt", p)
-        need = {"approle": ("role_id",), "jwt": ("jwt",), "kubernetes": ("role",)}.get(method, ())
-        for key in need:
+        oidc.check(s, p)
+        if s.get("oidc"):
+            if method != "jwt":
+                raise ConfigError(f'profiles.{p}.oidc: only with auth = "jwt" (it logs in with a JWT)')
+            if s["jwt"]:
+                raise ConfigError(f"profiles.{p}.jwt: not with oidc (the CI job's ID token is the JWT)")
+            if s["oidc"] == "github" and not s.get("oidc_audience"):
+                raise ConfigError(
+                    f'profiles.{p}.oidc_audience: required with oidc = "github": the audience the '
+                    "jwt role's bound_audiences expects"
+                )
+        need = {"approle": ("role_id",), "jwt": () if s.get("oidc") else ("jwt",), "kubernetes": ("role",)}
+        for key in need.get(method, ()):
             if not s[key]:
                 raise ConfigError(f'profiles.{p}.{key}: required with auth = "{method}"')
 
@@ -274,6 +289,14 @@ class Authenticator:
             body["role_id"] = read_ref(s["role_id"], "role_id", environ=env, literal_ok=True)
             if s["secret_id"]:
                 body["secret_id"] = read_ref(s["secret_id"], "secret_id", environ=env)
+        elif s.get("oidc"):
+            left = max(client.deadline - time.monotonic(), 0.1)
+            audience = str(s.get("oidc_audience") or "")
+            body["jwt"] = oidc.subject_token(
+                str(s["oidc"]), audience, timeout=left / 2, profile=self.profile, environ=env
+            )
+            if s["role"]:
+                body["role"] = s["role"]
         else:
             ref = s["jwt"] or (K8S_TOKEN if self.method == "kubernetes" else "")
             body["jwt"] = read_ref(str(ref), "jwt", environ=env)
@@ -286,7 +309,7 @@ class Authenticator:
             if e.refused:
                 err = SourceError(
                     f"Vault refused the {self.method} login at auth/{self.mount}: "
-                    f"{e.errors or f'HTTP {e.status}'}",
+                    f"{e.errors or f'HTTP {e.status}'}" + self._oidc_hint,
                     retryable=False,
                 )
             raise err from None
@@ -298,6 +321,17 @@ class Authenticator:
         ttl = float(auth.get("lease_duration") or 0)
         log.info("%s: logged in to Vault with %s (token TTL %ds)", self.profile, self.method, ttl)
         return Token(value, now, ttl, bool(auth.get("renewable")), ttl, self._generation)
+
+    @property
+    def _oidc_hint(self) -> str:
+        """What the CI ID token was asked for, so a refused login says which setting to compare."""
+        spec = self.settings.get("oidc")
+        if not spec:
+            return ""
+        if spec == "github":
+            audience = self.settings.get("oidc_audience")
+            return f" (the GitHub ID token was asked for audience {audience!r}: oidc_audience)"
+        return f" (the ID token of {spec}: its aud is set under id_tokens: in .gitlab-ci.yml)"
 
     def _renew(self, client: VaultClient, tok: Token) -> Token:
         now = self.clock()
