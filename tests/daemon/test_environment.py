@@ -39,3 +39,15 @@ def test_variables_the_configuration_names() -> None:
         {"command": ["env:NOT_A_STRING_VALUE"], "env": {"A": "b"}},
     ]
     assert environment.named_by(profiles) == {"API_TOKEN", "AZ_SECRET", "VAULT_TOKEN_X"}
+
+
+def test_the_ci_id_token_variables_an_oidc_setting_reads() -> None:
+    profiles = [
+        {"oidc": "github", "role_arn": "arn:aws:iam::123456789012:role/ci"},
+        {"oidc": "gitlab:VAULT_ID_TOKEN", "auth": "jwt"},
+    ]
+    assert environment.named_by(profiles) == {
+        "ACTIONS_ID_TOKEN_REQUEST_URL",
+        "ACTIONS_ID_TOKEN_REQUEST_TOKEN",
+        "VAULT_ID_TOKEN",
+    }

@@ -145,3 +145,17 @@ def test_gitlab_job_logs_in_with_its_id_tokens_variable(sandbox: Sandbox, openba
     claims = SigningGithubOidc(signer=signer).claims(AUDIENCE)
     r = sandbox.print_("ci", env=_ci_env(sandbox, VAULT_ID_TOKEN=signer.sign(claims)), timeout=60)
     assert (r.status, r.out) == (0, "from-gitlab\n"), r
+
+
+def test_a_daemon_started_in_the_job_keeps_the_id_token_variables(
+    sandbox: Sandbox, openbao: OpenBao, github: SigningGithubOidc
+) -> None:
+    """One daemon per job: its environment allow-list keeps what the ``oidc`` setting reads."""
+    _configure(openbao, "jwt-daemon", github.signer)
+    openbao.bao("kv", "put", "secret/ci/deploy", "value=from-the-job-daemon")
+    sandbox.write_config(_profile("ci", openbao, "jwt-daemon", oidc="github", oidc_audience=AUDIENCE))
+    env = _ci_env(sandbox, TOKEND_NO_DAEMON="0", **github.env())
+    sandbox.start_daemon(env)
+    r = sandbox.print_("ci", env=env, timeout=60)
+    assert (r.status, r.out) == (0, "from-the-job-daemon\n"), r
+    assert [q["audience"] for q in github.requests if q.get("audience")] == [AUDIENCE]

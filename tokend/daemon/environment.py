@@ -9,8 +9,9 @@ CA bundles, the variables cloud SDKs and secret stores read, tokend's own, and
 what systemd hands to the service. A profile's ``env`` table still adds to this.
 
 Variables the configuration names itself (an ``env`` source's ``var``, a
-``*_env`` setting, an ``env:NAME`` reference) are the user's explicit choice:
-they are kept too, also when a reload names them later.
+``*_env`` setting, an ``env:NAME`` reference, the CI job's ID-token variables
+an ``oidc`` setting reads) are the user's explicit choice: they are kept too,
+also when a reload names them later.
 """
 
 from __future__ import annotations
@@ -78,6 +79,10 @@ ALLOWED_PREFIXES = (
 )
 
 
+#: What a GitHub Actions job's ID token is requested with (``oidc = "github"``).
+GITHUB_OIDC = ("ACTIONS_ID_TOKEN_REQUEST_URL", "ACTIONS_ID_TOKEN_REQUEST_TOKEN")
+
+
 def allowed(name: str) -> bool:
     """True when the daemon keeps the variable ``name``."""
     return name in ALLOWED_NAMES or name.startswith(ALLOWED_PREFIXES)
@@ -104,7 +109,8 @@ def admit(names: Iterable[str], env: MutableMapping[str, str] = os.environ) -> l
 
 
 def named_by(profiles: Iterable[Mapping[str, Any]]) -> set[str]:
-    """Variables the settings of ``profiles`` name: ``var``, ``*_env``, ``env:NAME`` values."""
+    """Variables the settings of ``profiles`` name: ``var``, ``*_env``, ``env:NAME`` values, and
+    what ``oidc`` reads (GitHub's ID-token request variables, GitLab's ``VAR``)."""
     names = set()
     for options in profiles:
         for key, value in options.items():
@@ -112,6 +118,8 @@ def named_by(profiles: Iterable[Mapping[str, Any]]) -> set[str]:
                 continue
             if key == "var" or key.endswith("_env"):
                 names.add(value)
+            elif key == "oidc":
+                names.update(GITHUB_OIDC if value == "github" else [value.partition(":")[2]])
             elif value.startswith("env:"):
                 names.add(value[len("env:") :])
-    return names
+    return names - {""}
