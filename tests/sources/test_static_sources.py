@@ -14,7 +14,8 @@ from tokend.core.errors import SourceError, SourceUnavailable
 from tokend.sources.base import BaseSource, FetchRequest
 from tokend.sources.demo import DemoSource
 from tokend.sources.env import EnvSource
-from tokend.sources.file import MAX_SIZE, FileSource
+from tokend.sources.file import FileSource
+from tokend.sources.refs import MAX_FILE as MAX_SIZE
 
 REQUEST = FetchRequest(profile="p", timeout=5.0)
 
@@ -191,3 +192,21 @@ def test_demo_latency_is_bounded_by_the_request_timeout(clock: Any) -> None:
     start = time.monotonic()
     source.fetch(FetchRequest(profile="p", timeout=0.1))
     assert time.monotonic() - start < 2.5
+
+
+def test_file_another_user_can_change_is_refused(tmp_path: Path, clock: Any) -> None:
+    """Whoever can rewrite the file decides which identity tokend serves: only ours (or root's)."""
+    path = tmp_path / "token"
+    path.write_text("planted-token-value\n")
+    path.chmod(0o666)
+    with pytest.raises(SourceError, match=r"writable by group or others \(mode 0666\)") as e:
+        build(FileSource, clock, path=str(path)).fetch(REQUEST)
+    assert "planted-token-value" not in str(e.value)
+    path.chmod(0o600)
+    if os.getuid() != 0:
+        pytest.skip("giving the file to another uid needs root")
+    os.chown(path, 1234, 1234)
+    link = tmp_path / "link"
+    link.symlink_to(path)
+    with pytest.raises(SourceError, match="owned by uid 1234, not you"):
+        build(FileSource, clock, path=str(link)).fetch(REQUEST)

@@ -27,8 +27,8 @@ from tokend.sources.oauth2.discovery import ENDPOINTS, Discovery, insecure_reaso
 from tokend.sources.oauth2.grants import Client, OAuthRefused, credential, remaining, request_token
 from tokend.sources.oauth2.siblings import REFRESHING, login_target
 from tokend.sources.oauth2.store import RefreshStore, fingerprint, identity_of
+from tokend.sources.refs import check_ref, read_ref
 from tokend.sources.static import TTL_OPTION
-from tokend.sources.vault.auth import check_ref, read_ref
 
 GRANTS = (
     "client_credentials",

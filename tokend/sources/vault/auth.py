@@ -23,6 +23,7 @@ from typing import Any
 
 from tokend.ci import oidc
 from tokend.core.errors import REDACTOR, ConfigError, LoginRequired, SourceError, SourceUnavailable
+from tokend.sources.refs import check_ref, read_ref
 from tokend.sources.vault.http import VaultClient, VaultHttpError
 
 log = logging.getLogger(__name__)
@@ -33,79 +34,6 @@ RENEW_FRACTION = 2 / 3
 #: A token with less than this much life left (a quarter of its TTL if that is less) is
 #: not used: log in again (or fail) first.
 EXPIRY_MARGIN = 30.0
-MAX_REF_FILE = 64 * 1024
-
-
-# -- secret references -------------------------------------------------------------------
-
-
-def check_ref(ref: str | None, key: str, profile: str, *, literal_ok: bool = False) -> None:
-    """Raise ConfigError unless ``ref`` is env:/file:/keyring: (or any literal, when allowed)."""
-    if ref is None or literal_ok:
-        return
-    kind, sep, rest = ref.partition(":")
-    if not (sep and rest and kind in ("env", "file", "keyring")):
-        raise ConfigError(
-            f"profiles.{profile}.{key}: expected env:VARIABLE, file:PATH or keyring:[SERVICE/]USERNAME "
-            "(never the secret itself in the config)"
-        )
-
-
-def read_ref(ref: str, key: str, *, environ: Mapping[str, str], literal_ok: bool = False) -> str:
-    """The value ``ref`` points at; SourceUnavailable when there is none."""
-    kind, sep, rest = ref.partition(":")
-    if sep and kind == "env":
-        value = environ.get(rest, "").strip()
-        if not value:
-            raise SourceUnavailable(f"environment variable {rest} ({key}) is not set")
-    elif sep and kind == "file":
-        value = _read_file(os.path.expanduser(rest), key)
-    elif sep and kind == "keyring":
-        value = _read_keyring(rest, key)
-    elif literal_ok:
-        return ref  # an identifier such as a role_id, not a secret
-    else:
-        raise SourceError(f"{key}: not a reference: {kind}", retryable=False)
-    REDACTOR.add([value])
-    return value
-
-
-def _read_file(path: str, key: str) -> str:
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    except FileNotFoundError:
-        raise SourceUnavailable(f"{path} ({key}): no such file") from None
-    except OSError as e:
-        raise SourceError(f"{path} ({key}): {e.strerror}") from None
-    try:
-        with open(fd, "rb", closefd=False) as f:
-            data = f.read(MAX_REF_FILE)
-    except OSError as e:
-        raise SourceError(f"{path} ({key}): {e.strerror}") from None
-    finally:
-        os.close(fd)
-    value = data.decode("utf-8", "replace").strip()
-    if not value:
-        raise SourceUnavailable(f"{path} ({key}) is empty")
-    return value
-
-
-def _read_keyring(spec: str, key: str) -> str:
-    import keyring
-    import keyring.errors
-
-    service, _, user = spec.rpartition("/")
-    service = service or "tokend"
-    try:
-        value = keyring.get_password(service, user)
-    except keyring.errors.KeyringError as e:
-        raise SourceError(f"keychain ({key}): {type(e).__name__}: {e}") from None
-    if not value:
-        raise SourceUnavailable(
-            f"no {key} in the keychain for {service}/{user} (store it with a keyring profile named {user!r} "
-            f"and `tokend secret set {user}`)"
-        )
-    return str(value)
 
 
 # -- tokens ---------------------------------------------------------------------------------
