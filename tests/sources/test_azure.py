@@ -186,6 +186,18 @@ def test_certificate(azure_env: AzureEnv, entra: FakeEntra, test_ca: TestCA) -> 
         fetch(make({**options, "certificate_path": str(other)}))
 
 
+def test_a_certificate_others_can_replace_is_refused(
+    azure_env: AzureEnv, entra: FakeEntra, test_ca: TestCA
+) -> None:
+    path, cert = test_ca.client_certificate("shared-cert")
+    entra.register("shared-cert", certificate=cert)
+    Path(path).chmod(0o664)
+    options = {"credential": "certificate", "client_id": "shared-cert", "certificate_path": str(path)}
+    with pytest.raises(SourceError, match="refusing a secret file writable by group or others") as info:
+        fetch(make({**options, **authority(entra)}))
+    assert not info.value.retryable and not entra.issued  # nothing reached Entra
+
+
 def test_certificate_path_required(azure_env: AzureEnv, entra: FakeEntra) -> None:
     with pytest.raises(SourceUnavailable, match="certificate_path"):
         fetch(make({"credential": "certificate", "client_id": "x", **authority(entra)}))

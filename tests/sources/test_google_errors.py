@@ -94,6 +94,15 @@ def test_an_unknown_credentials_type(world: World) -> None:
     assert err.value.retryable is False
 
 
+def test_a_credentials_file_another_user_can_change_is_refused(world: World) -> None:
+    """It picks the identity (an external_account file even names a command): ours or root's only."""
+    path = Path(world.write("shared.json", {"type": "external_account", "credential_source": {}}))
+    path.chmod(0o666)
+    with pytest.raises(SourceError, match=r"credentials_file: refusing .*writable by group or others") as err:
+        fetch(world.source(credentials_file=str(path)))
+    assert err.value.retryable is False
+
+
 # -- a sign-in that no longer works ----------------------------------------------------
 
 

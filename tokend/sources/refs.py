@@ -62,8 +62,8 @@ def file_problem(st: os.stat_result, uid: int | None = None) -> str | None:
     return None
 
 
-def read_secret_file(path: str, what: str) -> str:
-    """The stripped UTF-8 text of the secret file at ``path`` (``what`` names it in errors)."""
+def read_secret_bytes(path: str, what: str) -> bytes:
+    """The bytes of the secret file at ``path`` (``what`` names it in errors), at most ``MAX_FILE``."""
     try:
         # O_NONBLOCK: opening a FIFO with no writer would block this worker forever.
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
@@ -83,8 +83,13 @@ def read_secret_file(path: str, what: str) -> str:
         os.close(fd)
     if len(data) > MAX_FILE:
         raise SourceError(f"{what}: larger than {MAX_FILE} bytes", retryable=False)
+    return data
+
+
+def read_secret_file(path: str, what: str) -> str:
+    """The stripped UTF-8 text of the secret file at ``path`` (``what`` names it in errors)."""
     try:
-        value = data.decode("utf-8").strip()
+        value = read_secret_bytes(path, what).decode("utf-8").strip()
     except UnicodeDecodeError:
         raise SourceError(f"{what}: not UTF-8 text", retryable=False) from None
     if not value:

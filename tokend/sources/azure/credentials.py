@@ -20,7 +20,8 @@ import threading
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from tokend.core.errors import REDACTOR, SourceError, SourceUnavailable
+from tokend.core.errors import REDACTOR, SourceError, SourceUnavailable, TokendError
+from tokend.sources.refs import read_secret_bytes
 
 if TYPE_CHECKING:
     from azure.core.credentials import SupportsTokenInfo
@@ -98,9 +99,7 @@ def build(kind: str, settings: Mapping[str, Any], profile: str, timeout: float) 
         )
     if kind == "default":
         kw = {
-            DEFAULT_EXCLUDES[key]: settings[key]
-            for key in DEFAULT_EXCLUDES
-            if settings.get(key) is not None
+            DEFAULT_EXCLUDES[key]: settings[key] for key in DEFAULT_EXCLUDES if settings.get(key) is not None
         }
         if settings.get("client_id"):
             kw["managed_identity_client_id"] = settings["client_id"]
@@ -144,10 +143,16 @@ def build(kind: str, settings: Mapping[str, Any], profile: str, timeout: float) 
         password = None
         if settings.get("certificate_password_env"):
             password = _from_env(settings["certificate_password_env"], "certificate_password_env", profile)
+        # Read here, checked like every secret file, and handed over as data.
+        try:
+            data = read_secret_bytes(os.path.expanduser(path), f"certificate_path {path}")
+        except TokendError as e:
+            e.profile = profile
+            raise
         return ai.CertificateCredential(
             tenant_id,
             client_id,
-            os.path.expanduser(path),
+            certificate_data=data,
             password=password,
             send_certificate_chain=bool(settings.get("send_certificate_chain")),
             **common,
@@ -182,9 +187,7 @@ def _federated(
     def assertion() -> str:
         return oidc.subject_token(spec, audience, timeout=timeout / 2, profile=profile)
 
-    return ai.ClientAssertionCredential(
-        tenant_id, client_id, assertion, **authority_kwargs(settings), **net
-    )
+    return ai.ClientAssertionCredential(tenant_id, client_id, assertion, **authority_kwargs(settings), **net)
 
 
 def _identity_config(settings: Mapping[str, Any]) -> dict[str, str] | None:

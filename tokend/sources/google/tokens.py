@@ -30,6 +30,7 @@ from tokend.core.credential import Credential
 from tokend.core.errors import SourceError, SourceTimeout, SourceUnavailable, TokendError
 from tokend.sources.google.adc import AdcFile
 from tokend.sources.google.errors import USER_KINDS, map_error
+from tokend.sources.refs import file_problem
 
 # load_credentials_from_* warn on every call (a deprecation nudge and the
 # "no quota project" hint): noise in the daemon's log, not news for its user.
@@ -205,6 +206,11 @@ def _read_info(plan: Plan) -> dict[str, Any]:
     via = "credentials_file" if adc.origin == "credentials_file" else adc.origin
     try:
         with open(adc.path, encoding="utf-8") as f:
+            # Whoever can rewrite it picks the identity, and an external_account
+            # file can even name an executable to run: only ours (or root's).
+            why = file_problem(os.fstat(f.fileno()))
+            if why:
+                raise SourceError(f"{via}: refusing {adc.path}, {why}", profile=plan.profile, retryable=False)
             info = json.load(f)
     except FileNotFoundError:
         raise SourceUnavailable(
