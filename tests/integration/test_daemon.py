@@ -3,20 +3,16 @@
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import socket
 import subprocess
-import tempfile
 import time
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 
+from tests.integration import otheruid
 from tests.integration.conftest import Sandbox, mode_of, ping
-
-SYSTEM_PYTHON = shutil.which("python3", path="/usr/bin:/bin") or "python3"
 
 
 def _wait_until(pred, timeout: float, interval: float = 0.05) -> bool:  # type: ignore[no-untyped-def]
@@ -94,71 +90,22 @@ def test_min_ttl_per_request_larger_than_remaining_life_fetches_a_new_token(sand
 
 # -- peer checks and the runtime dir ----------------------------------------------------
 
-_PEER_CLIENT = r"""
-import socket, sys
-s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-s.settimeout(5)
-try:
-    s.connect(sys.argv[1])
-except OSError as e:
-    print("connect-failed", e.errno)
-    sys.exit(0)
-data = b""
-try:
-    s.sendall(b"get\tprofile=" + sys.argv[2].encode() + b"\n")
-    while True:
-        chunk = s.recv(65536)
-        if not chunk:
-            break
-        data += chunk
-    print("closed", data.hex())
-except (ConnectionResetError, BrokenPipeError):
-    print("reset", data.hex())
-except socket.timeout:
-    print("timeout", data.hex())
-"""
-
-
-def _as_nobody(*argv: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", *argv],
-        capture_output=True,
-        text=True,
-        timeout=20,
-        env={"PATH": "/usr/bin:/bin", "LC_ALL": "C.UTF-8"},
-        cwd="/",
-    )
-
 
 @pytest.mark.timeout(40)
 def test_other_uid_is_refused_by_the_peer_check(sandbox: Sandbox) -> None:
-    if shutil.which("setpriv") is None or os.getuid() != 0:
-        pytest.skip("needs root and setpriv to act as another user")
+    otheruid.require_setpriv()
     up = sandbox.upstream("peer")
     sandbox.write_config(sandbox.command_profile("peer", up, min_ttl="5s"))
     daemon = sandbox.start_daemon()
     token = sandbox.print_("peer").out.strip()
     assert token
 
+    request = b"get\tprofile=peer\n"
     # The 0700 runtime dir keeps another user away from the socket entirely.
-    r = _as_nobody(SYSTEM_PYTHON, "-I", "-c", _PEER_CLIENT, sandbox.socket_path, "peer")
-    assert r.stdout.split() == ["connect-failed", "13"], r
-
-    # Reach past the directory check: a hard link in a world-traversable dir, inode 0666.
-    public = Path(tempfile.mkdtemp(prefix="tdpub", dir="/tmp"))
-    try:
-        os.chmod(public, 0o755)
-        link = public / "s"
-        os.link(sandbox.socket_path, link)
-        os.chmod(link, 0o666)
-        r = _as_nobody(SYSTEM_PYTHON, "-I", "-c", _PEER_CLIENT, str(link), "peer")
-        os.chmod(link, 0o600)
-    finally:
-        shutil.rmtree(public)
-    kind, _, payload = r.stdout.strip().partition(" ")
-    assert kind in ("closed", "reset"), r
-    assert payload == "", f"the daemon sent {bytes.fromhex(payload)!r} to another uid"
-    assert token not in r.stdout + r.stderr
+    assert otheruid.knock(sandbox.socket_path, request) == ("connect-failed", "13")
+    # Reach past the directory check: only the daemon's peer check is left.
+    kind, sent = otheruid.knock_past_the_directory(sandbox.socket_path, request)
+    assert kind in ("closed", "reset") and sent == b"", f"the daemon sent {sent!r} to another uid"
 
     daemon.wait_for_log("refused a connection from uid 65534")
     assert token not in daemon.log_text()

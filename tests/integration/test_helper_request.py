@@ -3,22 +3,19 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
-from pathlib import Path
 
 import pytest
 
+from . import otheruid
 from .conftest import BIN, Sandbox
 
 GIT_HELPER = str(BIN / "git-credential-tokend")
 DOCKER_HELPER = str(BIN / "docker-credential-tokend")
-SYSTEM_PYTHON = shutil.which("python3", path="/usr/bin:/bin") or "python3"
 
 
 def _json_token_profile(name: str, token: str) -> str:
@@ -76,69 +73,27 @@ def test_a_newline_or_tab_in_the_token_never_reaches_git(sandbox: Sandbox, mode:
         assert sandbox.daemon_pids() == []
 
 
-_CLIENT = r"""
-import socket, sys
-s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-s.settimeout(5)
-try:
-    s.connect(sys.argv[1])
-except OSError as e:
-    print("connect-failed", e.errno)
-    sys.exit(0)
-data = b""
-try:
-    s.sendall(b"helper\tformat=git-credential\thost=git.good.example\tprotocol=https\n")
-    while True:
-        chunk = s.recv(65536)
-        if not chunk:
-            break
-        data += chunk
-    print("closed", data.hex())
-except (ConnectionResetError, BrokenPipeError):
-    print("reset", data.hex())
-except socket.timeout:
-    print("timeout", data.hex())
-"""
-
-
-def _as_nobody(*argv: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        ["setpriv", "--reuid=nobody", "--regid=nogroup", "--clear-groups", *argv],
-        capture_output=True,
-        text=True,
-        timeout=20,
-        env={"PATH": "/usr/bin:/bin", "LC_ALL": "C.UTF-8"},
-        cwd="/",
-    )
-
-
 @pytest.mark.timeout(60)
 def test_another_uid_gets_nothing_from_the_helper_request(sandbox: Sandbox) -> None:
-    if shutil.which("setpriv") is None or os.getuid() != 0:
-        pytest.skip("needs root and setpriv to act as another user")
+    otheruid.require_setpriv()
     env = world(sandbox)
     daemon = sandbox.start_daemon(env=env)
-    mine = subprocess.run([GIT_HELPER, "get"], input="protocol=https\nhost=git.good.example\n\n", env=env,
-                          capture_output=True, text=True, timeout=30)
+    mine = subprocess.run(
+        [GIT_HELPER, "get"],
+        input="protocol=https\nhost=git.good.example\n\n",
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert mine.returncode == 0 and "password=tok-good-123\n" in mine.stdout, mine
 
+    request = b"helper\tformat=git-credential\thost=git.good.example\tprotocol=https\n"
     # The 0700 runtime dir keeps another user away from the socket.
-    r = _as_nobody(SYSTEM_PYTHON, "-I", "-c", _CLIENT, sandbox.socket_path)
-    assert r.stdout.split() == ["connect-failed", "13"], r
+    assert otheruid.knock(sandbox.socket_path, request) == ("connect-failed", "13")
     # Past the directory (a hard link in a world-traversable dir, inode 0666): the peer check.
-    public = Path(tempfile.mkdtemp(prefix="tdhlp", dir="/tmp"))
-    try:
-        os.chmod(public, 0o755)
-        link = public / "s"
-        os.link(sandbox.socket_path, link)
-        os.chmod(link, 0o666)
-        r = _as_nobody(SYSTEM_PYTHON, "-I", "-c", _CLIENT, str(link))
-        os.chmod(link, 0o600)
-    finally:
-        shutil.rmtree(public)
-    kind, _, payload = r.stdout.strip().partition(" ")
-    assert kind in ("closed", "reset"), r
-    assert payload == "", f"the daemon sent {bytes.fromhex(payload)!r} to another uid"
+    kind, sent = otheruid.knock_past_the_directory(sandbox.socket_path, request)
+    assert kind in ("closed", "reset") and sent == b"", f"the daemon sent {sent!r} to another uid"
     daemon.wait_for_log("refused a connection from uid 65534")
     assert "tok-good-123" not in daemon.log_text()
 
@@ -146,13 +101,22 @@ def test_another_uid_gets_nothing_from_the_helper_request(sandbox: Sandbox) -> N
 def test_an_unmapped_registry_is_docker_not_found_from_the_daemon(sandbox: Sandbox) -> None:
     env = world(sandbox)
     sandbox.start_daemon(env=env)
-    r = subprocess.run([DOCKER_HELPER, "get"], input="quay.io\n", env=env, capture_output=True, text=True,
-                       timeout=30)
+    r = subprocess.run(
+        [DOCKER_HELPER, "get"], input="quay.io\n", env=env, capture_output=True, text=True, timeout=30
+    )
     assert (r.returncode, r.stdout, r.stderr) == (1, "credentials not found in native keychain\n", "")
-    good = subprocess.run([DOCKER_HELPER, "get"], input="git.good.example\n", env=env, capture_output=True,
-                          text=True, timeout=30)
+    good = subprocess.run(
+        [DOCKER_HELPER, "get"],
+        input="git.good.example\n",
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert good.returncode == 0 and json.loads(good.stdout) == {
-        "ServerURL": "git.good.example", "Username": "tokend", "Secret": "tok-good-123"
+        "ServerURL": "git.good.example",
+        "Username": "tokend",
+        "Secret": "tok-good-123",
     }
 
 
@@ -202,12 +166,24 @@ def test_a_daemon_older_than_the_helper_request_is_asked_the_old_way(sandbox: Sa
     old = OldDaemon(sandbox.socket_path)
     old.start()
     try:
-        r = subprocess.run([GIT_HELPER, "get"], input="protocol=https\nhost=git.old.example\n\n", env=env,
-                           capture_output=True, text=True, timeout=30)
+        r = subprocess.run(
+            [GIT_HELPER, "get"],
+            input="protocol=https\nhost=git.old.example\n\n",
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
         assert r.returncode == 0, r
         assert r.stdout == "username=tokend\npassword=tok-old-456\npassword_expiry_utc=4070908800\n"
-        d = subprocess.run([DOCKER_HELPER, "get"], input="git.old.example", env=env, capture_output=True,
-                           text=True, timeout=30)
+        d = subprocess.run(
+            [DOCKER_HELPER, "get"],
+            input="git.old.example",
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
         assert d.returncode == 0 and json.loads(d.stdout)["Secret"] == "tok-old-456", d
     finally:
         old.sock.close()
