@@ -142,9 +142,8 @@ def postgres() -> Iterator[Postgres]:
         shutil.rmtree(root, ignore_errors=True)
 
 
-def test_database_lease_renewed_used_and_revoked(
-    sandbox: Sandbox, openbao: OpenBao, postgres: Postgres
-) -> None:
+def database_engine(openbao: OpenBao, postgres: Postgres, *, default_ttl: str, max_ttl: str) -> None:
+    """OpenBao's database engine on ``postgres``: ``database/creds/app`` makes a login role per lease."""
     openbao.enable("database", "database")
     openbao.api(
         "POST",
@@ -166,10 +165,16 @@ def test_database_lease_renewed_used_and_revoked(
             "creation_statements": [
                 "CREATE ROLE \"{{name}}\" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}';"
             ],
-            "default_ttl": "30s",
-            "max_ttl": "1h",
+            "default_ttl": default_ttl,
+            "max_ttl": max_ttl,
         },
     )
+
+
+def test_database_lease_renewed_used_and_revoked(
+    sandbox: Sandbox, openbao: OpenBao, postgres: Postgres
+) -> None:
+    database_engine(openbao, postgres, default_ttl="30s", max_ttl="1h")
     openbao.policy(
         "db",
         'path "database/creds/app" { capabilities = ["read"] }\n'

@@ -22,7 +22,7 @@ import requests
 
 from tests.integration.conftest import Sandbox
 from tests.integration.openbao import ROOT_TOKEN, OpenBao, openbao
-from tests.integration.test_openbao_database import SUPER_PASSWORD, Postgres, postgres
+from tests.integration.test_openbao_database import Postgres, database_engine, postgres
 
 __all__ = ["openbao", "postgres"]  # fixtures, used by name
 
@@ -36,31 +36,7 @@ DB_POLICY = (
 @pytest.fixture(scope="module")
 def bao(openbao: OpenBao, postgres: Postgres) -> Iterator[OpenBao]:
     """The server with the database engine on PostgreSQL and an approle login for it."""
-    openbao.enable("database", "database")
-    openbao.api(
-        "POST",
-        "database/config/pg",
-        {
-            "plugin_name": "postgresql-database-plugin",
-            "connection_url": f"postgresql://{{{{username}}}}:{{{{password}}}}@127.0.0.1:{postgres.port}/postgres"
-            "?sslmode=disable",
-            "username": "postgres",
-            "password": SUPER_PASSWORD,
-            "allowed_roles": "app",
-        },
-    )
-    openbao.api(
-        "POST",
-        "database/roles/app",
-        {
-            "db_name": "pg",
-            "creation_statements": [
-                "CREATE ROLE \"{{name}}\" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}';"
-            ],
-            "default_ttl": "1h",
-            "max_ttl": "2h",
-        },
-    )
+    database_engine(openbao, postgres, default_ttl="1h", max_ttl="2h")
     openbao.policy("db", DB_POLICY)
     openbao.enable("approle", "approle", auth=True)
     openbao.api("POST", "auth/approle/role/db", {"token_policies": ["db"], "token_ttl": "10m"})
