@@ -105,3 +105,12 @@ def in_cache(relative: str, what: str) -> Path:
             return found
     require_or_skip(f"{what} is not installed in .cache/{relative} (scripts/test installs it)")
     raise AssertionError("unreachable")
+
+
+def run_client(
+    argv: list[str], env: dict[str, str], cwd: Path, timeout: float = 150
+) -> subprocess.CompletedProcess[str]:
+    """A client run non-interactively: no stdin, output captured, bounded."""
+    return subprocess.run(
+        argv, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL
+    )

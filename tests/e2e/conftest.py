@@ -1,4 +1,4 @@
-"""Fixtures the end-to-end tests share: a sandbox per test, the real clients once per module."""
+"""Fixtures the end-to-end tests share: a sandbox per test; moto and the real clients once per module."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from collections.abc import Iterator
 import pytest
 
 from tests.e2e.clients import CLAUDE_CODE, CODEX
+from tests.fakes.aws_moto import MotoServer, moto_server
 from tests.fakes.google import FakeGoogle, fake_google
 from tests.integration.conftest import sandbox  # noqa: F401  (the same fixture here)
 
@@ -14,6 +15,12 @@ from tests.integration.conftest import sandbox  # noqa: F401  (the same fixture 
 @pytest.fixture
 def google() -> Iterator[FakeGoogle]:
     yield from fake_google()
+
+
+@pytest.fixture(scope="module")
+def moto() -> Iterator[MotoServer]:
+    with moto_server() as server:
+        yield server
 
 
 @pytest.fixture(scope="module")

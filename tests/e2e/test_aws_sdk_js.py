@@ -16,12 +16,11 @@ from __future__ import annotations
 import json
 import subprocess
 import textwrap
-from collections.abc import Iterator
 
 import pytest
 
 from tests.e2e.clients import in_cache
-from tests.fakes.aws_moto import ACCOUNT, BASE_KEY_ID, MotoServer, moto_server
+from tests.fakes.aws_moto import ACCOUNT, BASE_KEY_ID, MotoServer
 from tests.integration.conftest import TOKEND, Sandbox
 from tests.integration.test_endpoints_aws import DEFAULT_KEY, ENV_KEY, ROLE, TOML, env_for
 
@@ -49,12 +48,6 @@ SCRIPT = textwrap.dedent(
 def sdk_dir() -> str:
     package = in_cache("aws-sdk-js/node_modules/@aws-sdk/client-sts/package.json", "@aws-sdk/client-sts")
     return str(package.parents[3])
-
-
-@pytest.fixture(scope="module")
-def moto() -> Iterator[MotoServer]:
-    with moto_server() as server:
-        yield server
 
 
 @pytest.mark.timeout(120)

@@ -18,7 +18,7 @@ import pytest
 from filelock import FileLock
 
 from tests.fakes.aws_lab import TOKEND, TOKEND_PRINT, Lab, lab, require_or_skip
-from tests.fakes.aws_moto import ACCOUNT, BASE_KEY_ID, MotoServer, aws_files, moto_server, routing_env
+from tests.fakes.aws_moto import ACCOUNT, BASE_KEY_ID, MotoServer, aws_files, routing_env
 
 ROOT = Path(__file__).resolve().parents[2]
 VENV = ROOT / ".cache" / "awscli-venv"
@@ -49,12 +49,6 @@ def aws_cli() -> str:
                     f"cannot install {AWSCLI} into {VENV}: {output.decode(errors='replace')[-500:]}"
                 )
     return str(aws)
-
-
-@pytest.fixture(scope="module")
-def moto() -> Iterator[MotoServer]:
-    with moto_server() as server:
-        yield server
 
 
 @pytest.fixture

@@ -13,14 +13,12 @@ from __future__ import annotations
 
 import json
 import socket
-import subprocess
-from collections.abc import Iterator
 
 import pytest
 
-from tests.e2e.clients import CLAUDE_OFFLINE
+from tests.e2e.clients import CLAUDE_OFFLINE, run_client
 from tests.fakes.anthropic_vertex import FakeVertexAnthropic
-from tests.fakes.aws_moto import BASE_KEY_ID, MotoServer, moto_server
+from tests.fakes.aws_moto import BASE_KEY_ID, MotoServer
 from tests.fakes.bedrock_runtime import FakeBedrockRuntime
 from tests.fakes.google import FakeGoogle
 from tests.integration.conftest import Sandbox
@@ -60,14 +58,8 @@ def test_claude_code_on_vertex_gets_its_token_from_the_daemon(
     work.mkdir()
     with FakeVertexAnthropic(google.tokens) as vertex:
         cmd_env.update(OFFLINE, ANTHROPIC_VERTEX_BASE_URL=vertex.base_url, NO_PROXY="127.0.0.1,localhost")
-        proc = subprocess.run(
-            [claude, "-p", "hi", "--model", "claude-sonnet-4-5", "--max-turns", "1"],
-            env=cmd_env,
-            cwd=work,
-            capture_output=True,
-            text=True,
-            timeout=150,
-            stdin=subprocess.DEVNULL,
+        proc = run_client(
+            [claude, "-p", "hi", "--model", "claude-sonnet-4-5", "--max-turns", "1"], cmd_env, work
         )
         seen = list(vertex.seen)
     assert proc.returncode == 0, (proc.stdout[-1000:], proc.stderr[-2000:], seen)
@@ -78,12 +70,6 @@ def test_claude_code_on_vertex_gets_its_token_from_the_daemon(
     assert len(google.tokens()) == 1  # the daemon's one fetch
     rows = sandbox.status(env)["endpoints"]
     assert isinstance(rows, list) and rows[0]["cloud"] == "google" and rows[0]["requests"] >= 1
-
-
-@pytest.fixture(scope="module")
-def moto() -> Iterator[MotoServer]:
-    with moto_server() as server:
-        yield server
 
 
 @pytest.mark.timeout(180)
@@ -109,7 +95,7 @@ def test_claude_code_on_bedrock_signs_with_the_keys_tokend_served(
     work.mkdir()
     with FakeBedrockRuntime(secrets_.get) as bedrock:
         cmd_env.update(OFFLINE, ANTHROPIC_BEDROCK_BASE_URL=bedrock.url, NO_PROXY="127.0.0.1,localhost")
-        proc = subprocess.run(
+        proc = run_client(
             [
                 claude,
                 "-p",
@@ -119,12 +105,8 @@ def test_claude_code_on_bedrock_signs_with_the_keys_tokend_served(
                 "--max-turns",
                 "1",
             ],
-            env=cmd_env,
-            cwd=work,
-            capture_output=True,
-            text=True,
-            timeout=150,
-            stdin=subprocess.DEVNULL,
+            cmd_env,
+            work,
         )
         seen = list(bedrock.seen)
     assert proc.returncode == 0, (proc.stdout[-1000:], proc.stderr[-2000:], seen)

@@ -23,7 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.clients import in_cache
+from tests.e2e.clients import in_cache, run_client
 from tests.fakes.aws_lab import require_or_skip
 from tests.fakes.google import FakeGoogle
 from tests.fakes.vertex_gemini import FakeVertexGemini
@@ -84,15 +84,7 @@ def test_gemini_cli_on_vertex_gets_its_token_from_the_endpoint(
         )
         node = node_for(gemini, env["PATH"])
         cli = [node, gemini, "-p", "hi", "-m", "gemini-2.5-flash"]
-        proc = subprocess.run(
-            [TOKEND, "exec", "--endpoint", "google=vertex", "--", *cli],
-            env=env,
-            cwd=work,
-            capture_output=True,
-            text=True,
-            timeout=150,
-            stdin=subprocess.DEVNULL,
-        )
+        proc = run_client([TOKEND, "exec", "--endpoint", "google=vertex", "--", *cli], env, work)
         seen = list(vertex.seen)
     assert proc.returncode == 0, (proc.stdout[-1000:], proc.stderr[-2000:], seen)
     assert "pong from gemini on vertex" in proc.stdout

@@ -24,7 +24,7 @@ import yaml
 
 from tests.fakes.aws_eks_api import PATH, FakeEksApi, fake_eks_api
 from tests.fakes.aws_lab import TOKEND, TOKEND_PRINT, Lab, lab, require_or_skip
-from tests.fakes.aws_moto import ACCOUNT, MotoServer, aws_files, moto_server, routing_env
+from tests.fakes.aws_moto import ACCOUNT, MotoServer, aws_files, routing_env
 
 CLUSTER = "tokend-e2e"
 SDK_BINS = ("/usr/lib/google-cloud-sdk/bin", "/usr/share/google-cloud-sdk/bin", "/opt/google-cloud-sdk/bin")
@@ -72,12 +72,6 @@ def kubectl() -> tuple[str, int]:
         )
     assert found is not None
     return found
-
-
-@pytest.fixture(scope="module")
-def moto() -> Iterator[MotoServer]:
-    with moto_server() as server:
-        yield server
 
 
 @pytest.fixture
