@@ -7,20 +7,13 @@ from collections.abc import Iterator
 import pytest
 
 from tests.e2e.clients import CLAUDE_CODE, CODEX
-from tests.fakes.aws_moto import MotoServer, moto_server
 from tests.fakes.google import FakeGoogle, fake_google
-from tests.integration.conftest import sandbox  # noqa: F401  (the same fixture here)
+from tests.integration.conftest import moto, sandbox  # noqa: F401  (the same fixtures here)
 
 
 @pytest.fixture
 def google() -> Iterator[FakeGoogle]:
     yield from fake_google()
-
-
-@pytest.fixture(scope="module")
-def moto() -> Iterator[MotoServer]:
-    with moto_server() as server:
-        yield server
 
 
 @pytest.fixture(scope="module")

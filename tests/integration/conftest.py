@@ -28,6 +28,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.fakes.aws_moto import MotoServer, moto_server
+
 BIN = Path(sys.executable).parent
 TOKEND = str(BIN / "tokend")
 TOKEND_PRINT = str(BIN / "tokend-print")
@@ -433,6 +435,12 @@ def sandbox() -> Iterator[Sandbox]:
         yield box
     finally:
         box.cleanup()
+
+
+@pytest.fixture(scope="module")
+def moto() -> Iterator[MotoServer]:
+    with moto_server() as server:
+        yield server
 
 
 @pytest.fixture

@@ -15,19 +15,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.fakes.aws_moto import ACCOUNT, BASE_KEY_ID, LEAKY, MotoServer, aws_files, moto_server
+from tests.fakes.aws_moto import ACCOUNT, BASE_KEY_ID, LEAKY, MotoServer, aws_files
 from tests.fakes.aws_sso import FakeSso, fake_sso, sso_config
 from tests.fakes.aws_sts import black_hole, denying_sts
 
 from .conftest import TOKEND, TOKEND_PRINT, Sandbox
 
 ROLE = f"arn:aws:iam::{ACCOUNT}:role/tokend-it"
-
-
-@pytest.fixture(scope="module")
-def moto() -> Iterator[MotoServer]:
-    with moto_server() as server:
-        yield server
 
 
 @pytest.fixture

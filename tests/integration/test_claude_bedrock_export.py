@@ -10,11 +10,10 @@ from __future__ import annotations
 import json
 import sys
 import textwrap
-from collections.abc import Iterator
 
 import pytest
 
-from tests.fakes.aws_moto import ACCOUNT, BASE_KEY_ID, MotoServer, moto_server
+from tests.fakes.aws_moto import ACCOUNT, BASE_KEY_ID, MotoServer
 
 from .conftest import Sandbox
 from .test_endpoints_aws import TOML, env_for, served_keys, write
@@ -28,12 +27,6 @@ SIGN = textwrap.dedent(
     print(sts.get_caller_identity()["Account"])
     """
 )
-
-
-@pytest.fixture(scope="module")
-def moto() -> Iterator[MotoServer]:
-    with moto_server() as server:
-        yield server
 
 
 @pytest.mark.timeout(90)

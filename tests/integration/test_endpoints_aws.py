@@ -11,12 +11,11 @@ from __future__ import annotations
 import json
 import sys
 import textwrap
-from collections.abc import Iterator
 
 import pytest
 
 from tests.fakes.aws_lab import require_or_skip
-from tests.fakes.aws_moto import ACCOUNT, BASE_KEY_ID, BASE_SECRET, LEAKY, MotoServer, aws_files, moto_server
+from tests.fakes.aws_moto import ACCOUNT, BASE_KEY_ID, BASE_SECRET, LEAKY, MotoServer, aws_files
 
 from .conftest import TOKEND, Sandbox, cache_roots
 
@@ -71,12 +70,6 @@ HERD = textwrap.dedent(
     print(json.dumps({"keys": sorted(set(keys)), "count": len(keys), "errors": errors[:3]}))
     """
 )
-
-
-@pytest.fixture(scope="module")
-def moto() -> Iterator[MotoServer]:
-    with moto_server() as server:
-        yield server
 
 
 def env_for(sandbox: Sandbox, moto: MotoServer) -> dict[str, str]:

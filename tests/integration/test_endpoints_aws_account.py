@@ -16,7 +16,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.fakes.aws_moto import BASE_KEY_ID, BASE_SECRET, LEAKY, MotoServer, aws_files, moto_server
+from tests.fakes.aws_moto import BASE_KEY_ID, BASE_SECRET, LEAKY, MotoServer, aws_files
 from tests.fakes.aws_sso import ACCOUNT as SSO_ACCOUNT
 from tests.fakes.aws_sso import FakeSso, fake_sso, sso_config
 
@@ -53,12 +53,6 @@ FETCH = textwrap.dedent(
     print(json.dumps(doc))
     """
 )
-
-
-@pytest.fixture(scope="module")
-def moto() -> Iterator[MotoServer]:
-    with moto_server() as server:
-        yield server
 
 
 @pytest.fixture

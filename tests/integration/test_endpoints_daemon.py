@@ -16,7 +16,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.fakes.aws_moto import ACCOUNT, BASE_KEY_ID, MotoServer, moto_server
+from tests.fakes.aws_moto import ACCOUNT, BASE_KEY_ID, MotoServer
 from tests.fakes.entra import az_log
 from tests.fakes.google import FakeGoogle, fake_google
 
@@ -170,12 +170,6 @@ def test_a_fixed_port_in_use_is_one_line_naming_it(sandbox: Sandbox, google: Fak
         assert "IDENTITY_ENDPOINT=" in r.out and "GCE_METADATA_HOST" not in r.out.replace("unset", "")
         rows = endpoint_rows(sandbox, env)
         assert f"port {port}" in str(rows["google"]["error"]) and "url" in rows["azure"]
-
-
-@pytest.fixture(scope="module")
-def moto() -> Iterator[MotoServer]:
-    with moto_server() as server:
-        yield server
 
 
 @pytest.mark.timeout(120)

@@ -21,7 +21,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.fakes.aws_moto import ACCOUNT, BASE_KEY_ID, BASE_SECRET, LEAKY, MotoServer, moto_server
+from tests.fakes.aws_moto import ACCOUNT, BASE_KEY_ID, BASE_SECRET, LEAKY, MotoServer
 from tests.fakes.google import FakeGoogle, fake_google
 
 from .conftest import Sandbox
@@ -42,12 +42,6 @@ SCRIPT = textwrap.dedent(
                       "google_token": creds.token}))
     """
 )
-
-
-@pytest.fixture(scope="module")
-def moto() -> Iterator[MotoServer]:
-    with moto_server() as server:
-        yield server
 
 
 @pytest.fixture

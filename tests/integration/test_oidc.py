@@ -17,18 +17,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests.fakes.aws_moto import LEAKY, MotoServer, moto_server
+from tests.fakes.aws_moto import LEAKY, MotoServer
 from tests.fakes.github_oidc import FakeGithubOidc, fake_github_oidc
 
 from .conftest import Sandbox
 
 ROLE = "arn:aws:iam::123456789012:role/gha-deploy"
-
-
-@pytest.fixture(scope="module")
-def moto() -> Iterator[MotoServer]:
-    with moto_server() as server:
-        yield server
 
 
 @pytest.fixture

@@ -3,20 +3,13 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 import boto3
 import pytest
 
-from tests.fakes.aws_moto import LEAKY, MotoServer, aws_files, moto_server
+from tests.fakes.aws_moto import LEAKY, MotoServer, aws_files
 
 from .conftest import Sandbox
-
-
-@pytest.fixture(scope="module")
-def moto() -> Iterator[MotoServer]:
-    with moto_server() as server:
-        yield server
 
 
 @pytest.mark.timeout(90)
