@@ -12,6 +12,11 @@ const { default: Provider, errors } = await import(require.resolve("oidc-provide
 const { jwtVerify, createRemoteJWKSet } = await import(require.resolve("jose"));
 
 const config = JSON.parse(readFileSync(process.argv[2], "utf8"));
+// A provider whose clock is off by config.clockOffset seconds: its tokens' iat/exp are skewed.
+if (config.clockOffset) {
+  const now = Date.now;
+  Date.now = () => now() + config.clockOffset * 1000;
+}
 let handler = (req, res) => { res.statusCode = 503; res.end(); };
 const server = createServer((req, res) => handler(req, res));
 await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));

@@ -103,9 +103,11 @@ def oidc_provider(
     exchange: Mapping[str, Sequence[str]] | None = None,
     device_code_ttl: int = 600,
     resources: Sequence[str] = (RESOURCE,),
+    clock_offset: int = 0,
 ) -> Iterator[Provider]:
     """The provider, serving ``clients``; ``exchange``: client → the clients whose tokens it may exchange;
-    ``resources``: the APIs it issues JWT access tokens for (the first is the one token exchange checks)."""
+    ``resources``: the APIs it issues JWT access tokens for (the first is the one token exchange checks);
+    ``clock_offset``: seconds the provider's clock is off (negative: behind this machine's)."""
     require()
     with tempfile.TemporaryDirectory(prefix="tokend-oidc-") as tmp:
         config = Path(tmp) / "config.json"
@@ -117,6 +119,7 @@ def oidc_provider(
                     "accessTokenTTL": access_ttl,
                     "exchange": {k: list(v) for k, v in (exchange or {}).items()},
                     "deviceCodeTTL": device_code_ttl,
+                    "clockOffset": clock_offset,
                 }
             )
         )
@@ -282,3 +285,17 @@ def device_login(
             return dict(answer)
         time.sleep(0.2)
     raise AssertionError("the scripted device sign-in did not finish")
+
+
+def refuse_browser(url: str, *, timeout: float = 30) -> str:
+    """The person opens the authorization URL and clicks the provider's "[ Cancel ]": the provider
+    redirects to the loopback listener with ``error=access_denied``. Returns the listener's page."""
+    import requests
+
+    session = requests.Session()
+    page = session.get(url, timeout=timeout)
+    cancel = re.search(r'<a href="([^"]*/abort)">\[ Cancel \]</a>', page.text)
+    assert cancel, f"no Cancel link on {page.url}: {page.text[:300]}"
+    page = session.get(urljoin(page.url, html.unescape(cancel.group(1))), timeout=timeout)
+    assert urlsplit(page.url).path == "/callback", page.url
+    return page.text

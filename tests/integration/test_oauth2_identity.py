@@ -187,3 +187,53 @@ def test_one_sign_in_serves_every_profile_of_the_identity(
     daemon.stop()
     log = daemon.log_text()
     assert a not in log and b not in log and latest not in log
+
+
+@pytest.mark.timeout(180)
+def test_an_older_tokend_s_sign_in_serves_a_sibling_asked_first(
+    sandbox: Sandbox, secret_service: SecretService, provider: Provider
+) -> None:
+    # An older tokend kept the refresh token under the name of the profile signed in with (gateway),
+    # and an older one under another profile of the identity (third). Asking for internal first
+    # finds the sign-in: gateway's entry moves to the identity's, third's is dropped; a profile of
+    # another client keeps its own.
+    from tests.fakes.oidc_provider import device_login
+
+    env = secret_service.env
+    signed = device_login(provider.issuer, "cli", scope="openid offline_access ai.invoke", resource=API_B)
+    sandbox.write_config(config(provider.issuer) + f"""
+        [profiles.third]
+        source = "oauth2"
+        issuer = "{provider.issuer}"
+        client_id = "cli"
+        grant = "device_code"
+
+        [profiles.elsewhere]
+        source = "oauth2"
+        issuer = "{provider.issuer}"
+        client_id = "other-client"
+        grant = "device_code"
+        """)  # fmt: skip
+    refresh = signed["refresh_token"]
+    keychain(env, f"set_password('tokend-oauth2', 'gateway', {refresh!r}); "
+             "set_password('tokend-oauth2', 'third', 'rt-an-older-sign-in'); "
+             "set_password('tokend-oauth2', 'elsewhere', 'rt-another-client')")  # fmt: skip
+    daemon = sandbox.start_daemon(env=env)
+    r = sandbox.print_("internal", env=env)
+    assert r.status == 0 and audience(r.out.strip()) == API_B, r
+    rotated = stored(env, provider.issuer)
+    assert rotated not in (None, refresh), "moved to the identity's entry, then rotated there"
+    left = {name: stored_as(env, name) for name in ("gateway", "third", "elsewhere")}
+    assert left == {"gateway": None, "third": None, "elsewhere": "rt-another-client"}, left
+    daemon.stop()
+    assert refresh not in daemon.log_text()
+
+
+def stored_as(env: Mapping[str, str], name: str) -> str | None:
+    """The raw keychain entry an older tokend kept under profile ``name``."""
+    done = subprocess.run(
+        [TOKEND.replace("/tokend", "/python"), "-c",
+         f"import keyring; print(keyring.get_password('tokend-oauth2', {name!r}) or '')"],
+        env=dict(env), capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    return done.stdout.strip() or None

@@ -276,3 +276,110 @@ def test_one_entry_per_identity_and_the_old_per_profile_entry_moves_there(
     assert gateway.get() == Stored("rt-rotated", "f1")
     gateway.forget()
     assert backend.entries == {}
+
+
+def memory_keychain(monkeypatch: pytest.MonkeyPatch) -> MemoryKeyring:
+    import keyring
+
+    backend = MemoryKeyring()
+    monkeypatch.delenv("CI", raising=False)
+    monkeypatch.setattr(keyring, "get_keyring", lambda: backend)
+    for name in ("get_password", "set_password", "delete_password"):
+        monkeypatch.setattr(keyring, name, getattr(backend, name))
+    return backend
+
+
+IDENTITY_CONFIG = """
+[profiles.gateway]
+source = "oauth2"
+issuer = "https://idp.example.com"
+client_id = "cli"
+grant = "device_code"
+scopes = ["openid", "offline_access"]
+resource = "https://a.example.com"
+audience = "api-a"
+
+[profiles.internal]
+source = "oauth2"
+issuer = "https://idp.example.com/"
+client_id = "cli"
+grant = "authorization_code"
+scopes = ["offline_access", "b.read"]
+resource = "https://b.example.com"
+audience = "api-b"
+
+[profiles.third]
+source = "oauth2"
+issuer = "https://idp.example.com"
+client_id = "cli"
+grant = "device_code"
+audience = "api-a"
+
+[profiles.service]
+source = "oauth2"
+issuer = "https://idp.example.com"
+client_id = "cli"
+client_secret = "env:X"
+audience = "api-service"
+
+[profiles.elsewhere]
+source = "oauth2"
+issuer = "https://idp.example.com"
+client_id = "other"
+grant = "device_code"
+audience = "api-other"
+"""
+
+
+def test_a_sibling_asked_first_moves_the_identity_s_old_entry_and_drops_the_others(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    from tokend.core import config
+
+    backend = memory_keychain(monkeypatch)
+    path = tmp_path / "config.toml"
+    path.write_text(IDENTITY_CONFIG)
+    path.chmod(0o600)
+    monkeypatch.setenv("TOKEND_CONFIG", str(path))
+    profiles = config.load().profiles
+    old = {"gateway": "rt-gateway", "third": "rt-third-older", "elsewhere": "rt-other-identity"}
+    for name, token in old.items():  # as an older tokend left them: one entry per profile
+        backend.entries[("tokend-oauth2", name)] = token
+    internal = OAuth2Source("internal", profiles["internal"].options, clock=lambda: NOW)
+    assert internal.store.get() == Stored("rt-gateway"), "the sign-in exists: a sibling's entry"
+    assert backend.entries == {
+        ("tokend-oauth2", internal.store.key): json.dumps({"refresh_token": "rt-gateway", "origin": None}),
+        ("tokend-oauth2", "elsewhere"): "rt-other-identity",  # another client's sign-in is left alone
+    }
+    third = OAuth2Source("third", profiles["third"].options, clock=lambda: NOW)
+    assert third.store.get() == Stored("rt-gateway")
+    backend.entries[("tokend-oauth2", "gateway")] = "rt-left-by-a-downgrade"
+    third.logout()  # forgets the identity wherever an old or new tokend kept it
+    assert list(backend.entries) == [("tokend-oauth2", "elsewhere")]
+
+
+def test_login_asks_for_the_scopes_resources_and_audiences_of_every_sibling(tmp_path: Path) -> None:
+    from tokend.core import config
+    from tokend.sources.oauth2.siblings import login_target
+
+    profiles = config.parse(IDENTITY_CONFIG, tmp_path / "config.toml").profiles
+    gateway = OAuth2Source("gateway", profiles["gateway"].options, clock=lambda: NOW)
+    target = login_target("gateway", gateway.identity(), gateway.target(), profiles)
+    assert target == {
+        "scope": "openid offline_access b.read",
+        "resource": ["https://a.example.com", "https://b.example.com"],
+        "audience": ["api-a", "api-b"],  # not the client_credentials profile's, nor another client's
+    }
+    third = OAuth2Source("third", profiles["third"].options, clock=lambda: NOW)
+    alone = {"elsewhere": profiles["elsewhere"], "third": profiles["third"]}
+    assert login_target("third", third.identity(), third.target(), alone) == {
+        "scope": None, "resource": None, "audience": "api-a"
+    }  # fmt: skip
+
+
+def test_a_token_whose_exp_is_past_is_refused_whatever_expires_in_says() -> None:
+    # A provider whose clock is behind ours sends expires_in from its own now: its exp rules.
+    with pytest.raises(SourceError, match=r"expired 30s ago by this machine's clock"):
+        credential({"access_token": jwt(exp=NOW - 30), "expires_in": 600}, which="access", now=NOW, ttl=60)
+    soon = {"access_token": jwt(exp=NOW + 100), "expires_in": 600}
+    assert credential(soon, which="access", now=NOW, ttl=60).expires_at == NOW + 100

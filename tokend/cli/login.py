@@ -106,7 +106,8 @@ def register(cli: click.Group) -> None:
             else:
                 ctx = LoginContext(profile=profile, echo=lambda m: click.echo(m, err=True),
                                    open_browser=not no_browser, timeout=timeout,
-                                   prompt=lambda m: str(click.prompt(m, err=True)))
+                                   prompt=lambda m: str(click.prompt(m, err=True)),
+                                   profiles=cfg.profiles)
                 source.login(ctx)
                 with open(done_path, "w"):
                     pass

@@ -21,11 +21,14 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 from tokend.core.credential import Credential
 from tokend.core.errors import SourceError
 from tokend.sources.extras import missing
+
+if TYPE_CHECKING:
+    from tokend.core.config import Profile
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,9 @@ class LoginContext:
     timeout: float = 600.0
     # A short answer from the person (an MFA code); None when there is no terminal.
     prompt: Callable[[str], str] | None = None
+    # The loaded config's profiles, for a sign-in that serves other profiles too (oauth2's
+    # identities); None: the caller has none loaded.
+    profiles: Mapping[str, Profile] | None = None
 
 
 class CredentialOf(Protocol):

@@ -25,7 +25,7 @@ from tokend.sources.base import BaseSource, Dependency, FetchRequest, LoginConte
 from tokend.sources.oauth2 import device, loopback
 from tokend.sources.oauth2.discovery import ENDPOINTS, Discovery, insecure_reason
 from tokend.sources.oauth2.grants import Client, OAuthRefused, credential, remaining, request_token
-from tokend.sources.oauth2.siblings import REFRESHING, login_target
+from tokend.sources.oauth2.siblings import REFRESHING, legacy_names, login_target
 from tokend.sources.oauth2.store import RefreshStore, fingerprint, identity_of
 from tokend.sources.refs import check_ref, read_ref
 from tokend.sources.static import TTL_OPTION
@@ -107,7 +107,8 @@ class OAuth2Source(BaseSource):
         super().__init__(profile, options, clock=clock)
         self.environ = environ
         self.discovery = Discovery(options)
-        self.store = RefreshStore(identity_of(options), legacy=owner(profile))
+        identity = identity_of(options)
+        self.store = RefreshStore(identity, legacy=lambda: legacy_names(profile, identity))
 
     @classmethod
     def validate(cls, profile: str, options: Mapping[str, Any]) -> None:
@@ -300,6 +301,14 @@ class OAuth2Source(BaseSource):
     supports_login = True
 
     def login(self, ctx: LoginContext) -> None:
+        try:
+            self._login(ctx)
+        except TokendError as e:
+            if e.profile is None:  # the provider's refusal names the client; the line names the profile
+                e.profile = self.profile
+            raise
+
+    def _login(self, ctx: LoginContext) -> None:
         if self.settings["grant"] == "refresh_token":
             raise UsageError(
                 f"grant = 'refresh_token' needs no sign-in: it starts from {self.settings['refresh_token']}",
@@ -312,7 +321,7 @@ class OAuth2Source(BaseSource):
             )
         client = self.client()
         endpoints = self.discovery.endpoints(min(device.CALL_TIMEOUT, ctx.timeout))
-        target = login_target(self.profile, self.identity(), self.target())
+        target = login_target(self.profile, self.identity(), self.target(), ctx.profiles)
         if self.settings["grant"] == "authorization_code":
             if not endpoints.authorization:
                 raise UsageError("the provider has no authorization_endpoint", profile=self.profile)

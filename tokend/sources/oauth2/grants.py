@@ -4,7 +4,9 @@ Authlib builds and authenticates each request (client_secret_basic or
 client_secret_post, PKCE, the device grant's polling parameters); tokend adds
 the deadline (every call gets what is left of the fetch's ``timeout``), the
 error lines and the expiry rule: ``expires_in``, else the token's own JWT
-``exp``, else the profile's ``ttl``. ID tokens always expire at their ``exp``.
+``exp``, else the profile's ``ttl``; never later than the JWT's ``exp``, and a
+token already past it by this machine's clock is refused (clock skew). ID
+tokens always expire at their ``exp``.
 """
 
 from __future__ import annotations
@@ -123,17 +125,18 @@ def credential(
     REDACTOR.add([token])
     expires_in = answer.get("expires_in")
     exp = jwt_exp(token)
+    if exp is not None and exp <= now:
+        # The provider's clock is behind ours by more than the token's life: serving it
+        # would hand out a token every API refuses, whatever expires_in says.
+        raise SourceError(
+            f"the provider issued an {which} token that expired {now - exp:.0f}s ago by this "
+            "machine's clock (clock skew?)",
+        )
     if which == "access" and isinstance(expires_in, (int, float)) and not isinstance(expires_in, bool):
-        expires_at = now + float(expires_in)
+        # expires_in counts from now; a JWT's exp, set by a clock behind ours, may come sooner.
+        expires_at = min(now + float(expires_in), exp) if exp is not None else now + float(expires_in)
     elif exp is not None:
         expires_at = exp
-        if expires_at <= now:
-            # The provider's clock is behind ours by more than the token's life: serving
-            # it would hand out a token every API refuses.
-            raise SourceError(
-                f"the provider issued an {which} token that expired {now - exp:.0f}s ago by this "
-                "machine's clock (clock skew?)",
-            )
     else:
         expires_at = now + ttl
     return Credential.bearer(token, expires_at=expires_at, source=source, issued_at=now)

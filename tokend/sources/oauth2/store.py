@@ -4,8 +4,10 @@ One entry per *identity*: the provider (``issuer``, else ``token_endpoint``)
 and the ``client_id``. Every profile of that identity uses it, whatever its
 grant, resource or scopes, so one ``tokend login`` serves them all. The
 keychain entry's name is a hash of the identity (URLs do not make portable
-keychain names); a token stored by an older tokend under the profile's name is
-moved to the identity's entry when first read.
+keychain names). An older tokend stored the token under a profile's name: when
+the identity's entry is missing, the first such entry of any profile of the
+identity is moved there and the others are dropped, whichever profile is asked
+for first.
 
 With ``CI=true`` or no usable keychain the token stays in memory only: a CI
 job must not probe a keychain (it can hang on D-Bus) and nothing is written
@@ -21,7 +23,7 @@ import hashlib
 import json
 import os
 import threading
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -99,13 +101,27 @@ def _decode(value: str | None) -> Stored | None:
 
 
 class RefreshStore:
-    """The refresh token of one identity; ``legacy``: the per-profile entry an older tokend used."""
+    """The refresh token of one identity.
 
-    def __init__(self, identity: str, *, legacy: str | None = None) -> None:
+    ``legacy``: the per-profile entries an older tokend used for it (the
+    profile's name, or a function giving the names of all the identity's
+    profiles, asked only when they are needed: on a miss and on forget).
+    """
+
+    def __init__(
+        self, identity: str, *, legacy: str | Callable[[], Sequence[str]] | None = None
+    ) -> None:
         self.identity = identity
         self.key = key_of(identity)
         self.legacy = legacy
         self.lock = refresh_lock(identity)
+
+    def legacy_names(self) -> list[str]:
+        if self.legacy is None:
+            return []
+        if isinstance(self.legacy, str):
+            return [self.legacy]
+        return [name for name in self.legacy() if name]
 
     @contextlib.contextmanager
     def refreshing(self, timeout: float) -> Iterator[None]:
@@ -148,8 +164,8 @@ class RefreshStore:
                 found = _decode(_MEMORY.get(self.key))
         else:
             found = _decode(self._read(keyring, self.key))
-            if found is None and self.legacy:
-                found = self._migrate(keyring, self.legacy)
+            if found is None and self.legacy is not None:
+                found = self._migrate(keyring, self.legacy_names())
         if found is not None:
             REDACTOR.add([found.token])
         return found
@@ -170,10 +186,9 @@ class RefreshStore:
         keyring = _keychain()
         if keyring is None:
             return
-        for key in (self.key, self.legacy):
-            if key:
-                with contextlib.suppress(keyring.errors.PasswordDeleteError):
-                    keyring.delete_password(SERVICE, key)
+        for key in (self.key, *self.legacy_names()):
+            with contextlib.suppress(keyring.errors.PasswordDeleteError):
+                keyring.delete_password(SERVICE, key)
 
     @staticmethod
     def _read(keyring: Any, key: str) -> str | None:
@@ -183,12 +198,20 @@ class RefreshStore:
             return None
         return str(value) if value else None
 
-    def _migrate(self, keyring: Any, legacy: str) -> Stored | None:
-        """Move a token stored under the profile's name to the identity's entry."""
-        found = _decode(self._read(keyring, legacy))
-        if found is None:
-            return None
-        self.put(found.token, origin=found.origin)
-        with contextlib.suppress(keyring.errors.PasswordDeleteError):
-            keyring.delete_password(SERVICE, legacy)
+    def _migrate(self, keyring: Any, names: Sequence[str]) -> Stored | None:
+        """Move the first token stored under one of ``names`` to the identity's entry; drop the rest.
+
+        One sign-in serves the identity now: a second profile's old token is an
+        older sign-in of the same person and client, and presenting it later
+        could make a rotating provider revoke the grant.
+        """
+        found: Stored | None = None
+        for name in names:
+            value = self._read(keyring, name)
+            if value is None:
+                continue
+            if found is None and (found := _decode(value)) is not None:
+                self.put(found.token, origin=found.origin)
+            with contextlib.suppress(keyring.errors.PasswordDeleteError):
+                keyring.delete_password(SERVICE, name)
         return found
