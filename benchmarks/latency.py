@@ -1004,8 +1004,10 @@ def run_all(o: Options) -> dict[str, Any]:
             floor, warm = measure_warm(h, floor_argv, print_argv, env, o.runs, (token + "\n").encode())
 
             helper_runs = max(o.runs // 3, 20)
-            log(f"helpers: {helper_runs} x git/docker credential helper get, interleaved with the floor "
-                "and tokend-print")
+            log(
+                f"helpers: {helper_runs} x git/docker credential helper get, interleaved with the floor "
+                "and tokend-print"
+            )
             helpers = measure_helpers(h, tmp, venv, floor_argv, print_argv, env, helper_runs, token)
 
             log(f"gcloud: {o.gcloud_runs} x gcloud auth print-access-token (cached)")

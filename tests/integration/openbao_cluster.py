@@ -8,8 +8,8 @@ is cut to a second so joined nodes become voters quickly; ``start`` returns
 once all three are voters and one of them is active. ``kill(node)`` is a
 ``kill -9``; ``wait_active`` waits out the election that follows.
 
-Used by tests/integration/test_openbao_cluster.py and
-benchmarks/openbao_cluster_failover.py, so it needs nothing from pytest.
+Used by tests/integration/test_openbao_cluster.py and benchmarks/fleet.py
+(``--cluster``), so it needs nothing from pytest.
 """
 
 from __future__ import annotations
@@ -41,6 +41,16 @@ api_addr = "http://127.0.0.1:{api}"
 cluster_addr = "https://127.0.0.1:{cluster}"
 disable_mlock = true
 log_level = "info"
+{audit}"""
+
+#: A file audit device, declared (OpenBao 2.x refuses ``bao audit enable`` through its API). Every
+#: node names the same file: a request is audited by the node that handles it (a standby forwards
+#: what it does not serve itself before auditing it), so the file counts each request once.
+AUDIT = """audit "file" "fleet" {{
+  options {{
+    file_path = "{path}"
+  }}
+}}
 """
 
 JOIN = """  retry_join {{
@@ -89,6 +99,7 @@ class Cluster:
 
     binary: str
     root: Path
+    audit_log: Path | None = None
     nodes: list[Node] = field(default_factory=list)
     root_token: str = ""
     unseal_key: str = ""
@@ -131,8 +142,11 @@ class Cluster:
         data.mkdir(parents=True, exist_ok=True)
         config = self.root / f"{node.name}.hcl"
         join = JOIN.format(leader=leader) if leader else ""
+        audit = AUDIT.format(path=self.audit_log) if self.audit_log else ""
         config.write_text(
-            CONFIG.format(data=data, name=node.name, join=join, api=node.api, cluster=node.cluster)
+            CONFIG.format(
+                data=data, name=node.name, join=join, api=node.api, cluster=node.cluster, audit=audit
+            )
         )
         with open(node.log, "ab") as f:
             node.proc = subprocess.Popen(
@@ -306,13 +320,14 @@ class Cluster:
         return json.dumps({n.name: self.health(n) for n in self.nodes}, indent=1)
 
 
-def start(binary: str, root: Path, attempts: int = 3) -> Cluster:
+def start(binary: str, root: Path, attempts: int = 3, audit_log: Path | None = None) -> Cluster:
     """A running, unsealed three-node cluster with every node a voter (stop it when done).
 
-    Other ports when a free one found was taken before bao bound it.
+    Other ports when a free one found was taken before bao bound it. With
+    ``audit_log`` every node audits the requests it handles into that file.
     """
     for attempt in range(attempts):
-        cluster = Cluster(binary, root / f"try{attempt}")
+        cluster = Cluster(binary, root / f"try{attempt}", audit_log)
         cluster.root.mkdir(parents=True)
         try:
             return cluster.start()

@@ -6,7 +6,7 @@ the daemon walks on to the survivors (standbys serve KV reads themselves),
 keeps serving the cached secret while nothing answers, and after the election
 a ``bao kv put`` through a survivor is served by ``tokend-print --refresh``
 without a restart. The recovery time (kill to the first new value served) is
-printed (``-s``); benchmarks/openbao_cluster_failover.py measures it at scale.
+printed (``-s``); ``benchmarks/fleet.py --cluster`` measures it at scale.
 What the cluster cannot produce on demand (a redirect to an unlisted address,
 every node down, sealed nodes) is in tests/sources/test_vault_nodes.py.
 """
