@@ -18,8 +18,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import requests
-
 from tests.integration.openbao_cluster import Cluster, Node, start
 
 OLD_VALUE = "fleet-secret-value"
@@ -45,21 +43,7 @@ class ClusterRun:
 
     def write(self, value: str) -> bool:
         """``api_key = value`` at secret/fleet/app through any live node; False while none takes it."""
-        for node in self.cluster.nodes:
-            if not node.alive:
-                continue
-            try:
-                r = requests.post(
-                    f"{node.url}/v1/secret/data/fleet/app",
-                    json={"data": {"api_key": value}},
-                    headers={"X-Vault-Token": self.cluster.root_token},
-                    timeout=3,
-                )
-            except requests.RequestException:
-                continue
-            if r.status_code == 200:
-                return True
-        return False
+        return self.cluster.put("fleet/app", value, key="api_key")
 
     def stop(self) -> None:
         self.cluster.stop()

@@ -279,8 +279,8 @@ class Cluster:
         assert r.status_code < 300, f"{method} {path} at {node.name}: HTTP {r.status_code} {r.text}"
         return r.json() if r.content else None
 
-    def put(self, path: str, value: str) -> bool:
-        """Write ``{"value": value}`` at KV v2 ``secret/path`` through any live node.
+    def put(self, path: str, value: str, key: str = "value") -> bool:
+        """Write ``{key: value}`` at KV v2 ``secret/path`` through any live node.
 
         False while the cluster cannot take a write (no active node yet).
         """
@@ -290,7 +290,7 @@ class Cluster:
             try:
                 r = requests.post(
                     f"{node.url}/v1/secret/data/{path}",
-                    json={"data": {"value": value}},
+                    json={"data": {key: value}},
                     headers={"X-Vault-Token": self.root_token},
                     timeout=3,
                 )
