@@ -299,38 +299,56 @@ def no_daemon_why() -> str:
     return "autostart failed; fallback disabled by TOKEND_NO_FALLBACK"
 
 
-def _ask(fields: dict[str, str], timeout: float, fallback: "Fallback | None" = None) -> tuple[int, bytes]:
-    """The daemon's answer; starts a daemon or goes daemonless when none listens."""
-    deadline = time.monotonic() + timeout
-    rundir = paths.runtime_dir(getenv)
-    sock_path = rundir + "/" + paths.SOCKET_NAME
-    request = protocol.encode_request("get", fields)
-    profile = fields["profile"]
-    # No daemon can listen on a path over the unix limit (tokend serve refuses
-    # it): go straight to the daemonless fallback, as ``tokend get`` does.
-    reachable = len(sock_path.encode()) <= paths.MAX_SOCKET_PATH
+def exchange(
+    sock_path: str, request: bytes, deadline: float, timeout: float, who: str = ""
+) -> tuple[int, bytes] | None:
+    """The daemon's answer to ``request``, starting one when none listens, by ``deadline``
+    (``time.monotonic()``, ``timeout`` from now); None when no daemon answered.
+
+    Fail says why no daemon could be asked (a refused runtime directory or peer,
+    a broken daemon, a missed deadline), its line prefixed with ``who``
+    (``"PROFILE: "``, or nothing where the client knows no profile).
+    """
+    rundir = sock_path.rpartition("/")[0]
     try:
         # Nothing is created, locked, asked or believed before this check.
-        if reachable and trusted_dir(rundir):
+        if trusted_dir(rundir):
             try:
                 return protocol.call(sock_path, request, timeout)
             except (FileNotFoundError, ConnectionRefusedError):
                 pass
-        if reachable and not _truthy("TOKEND_NO_AUTOSTART"):
-            answer = autostart(sock_path, request, deadline - timeout * FALLBACK_RESERVE)
-            if answer is not None:
-                return answer
+        if not _truthy("TOKEND_NO_AUTOSTART"):
+            return autostart(sock_path, request, deadline - timeout * FALLBACK_RESERVE)
     except trust.Refused as e:
         raise Fail(EXIT_NO_DAEMON, "tokend: " + e.line) from None
     except TimeoutError:
-        raise Fail(EXIT_FAILED, f"tokend: {profile}: {missed_deadline(timeout)}") from None
+        raise Fail(EXIT_FAILED, f"tokend: {who}{missed_deadline(timeout)}") from None
     except (protocol.NoAnswer, protocol.ProtocolError, OSError) as e:
         raise Fail(
             EXIT_NO_DAEMON,
-            f"tokend: {profile}: daemon at {sock_path} failed to answer ({e.__class__.__name__}: {e})",
+            f"tokend: {who}daemon at {sock_path} failed to answer ({e.__class__.__name__}: {e})",
         ) from None
+    return None
+
+
+def check_fallback(sock_path: str, who: str = "") -> None:
+    """Fail when no daemon answered and TOKEND_NO_FALLBACK forbids answering without one."""
     if _truthy("TOKEND_NO_FALLBACK"):
-        raise Fail(EXIT_NO_DAEMON, f"tokend: {profile}: no daemon at {sock_path} ({no_daemon_why()})")
+        raise Fail(EXIT_NO_DAEMON, f"tokend: {who}no daemon at {sock_path} ({no_daemon_why()})")
+
+
+def _ask(fields: dict[str, str], timeout: float, fallback: "Fallback | None" = None) -> tuple[int, bytes]:
+    """The daemon's answer; starts a daemon or goes daemonless when none listens."""
+    deadline = time.monotonic() + timeout
+    sock_path = paths.runtime_dir(getenv) + "/" + paths.SOCKET_NAME
+    who = fields["profile"] + ": "
+    # No daemon can listen on a path over the unix limit (tokend serve refuses
+    # it): go straight to the daemonless fallback, as ``tokend get`` does.
+    if len(sock_path.encode()) <= paths.MAX_SOCKET_PATH:
+        answer = exchange(sock_path, protocol.encode_request("get", fields), deadline, timeout, who)
+        if answer is not None:
+            return answer
+    check_fallback(sock_path, who)
     if fallback is not None:
         return fallback(fields, deadline)
     daemonless(fields, deadline)

@@ -10,7 +10,7 @@ none could start) the helper does the work itself (``tokend.client.helperlib``,
 imported only then).
 """
 
-from tokend.client import fastpath, paths, protocol, trust
+from tokend.client import fastpath, paths, protocol
 
 OP = "helper"
 
@@ -22,50 +22,20 @@ class OldDaemon(Exception):
 def ask(fields: dict[str, str], deadline: float, timeout: float) -> "tuple[int, bytes] | None":
     """The daemon's ``(status, body)`` for a ``helper`` request, by ``deadline`` (``time.monotonic()``,
     ``timeout`` from now); None when the helper must answer daemonless, in what is left.
-    Fail says why no daemon could be asked (a refused runtime directory or peer,
-    a broken daemon, a missed deadline); OldDaemon, see there."""
+    Fail says why no daemon could be asked (``fastpath.exchange``); OldDaemon, see there."""
     if fastpath.no_daemon():
         return None
-    rundir = paths.runtime_dir(fastpath.getenv)
-    sock_path = rundir + "/" + paths.SOCKET_NAME
+    sock_path = paths.runtime_dir(fastpath.getenv) + "/" + paths.SOCKET_NAME
     request = protocol.encode_request(OP, fields)
     # No daemon can listen on a path over the unix limit, nor read a request over its
     # limit (a host of kilobytes): answer daemonless, as tokend-print does.
     if len(sock_path.encode()) > paths.MAX_SOCKET_PATH or len(request) > protocol.MAX_REQUEST:
         return None
-    answer = None
-    try:
-        # Nothing is created, locked, asked or believed before this check.
-        if fastpath.trusted_dir(rundir):
-            answer = _call_running(sock_path, request, timeout)
-        if answer is None and not fastpath.truthy(fastpath.getenv("TOKEND_NO_AUTOSTART")):
-            reserve = timeout * fastpath.FALLBACK_RESERVE
-            answer = fastpath.autostart(sock_path, request, deadline - reserve)
-    except trust.Refused as e:
-        raise fastpath.Fail(fastpath.EXIT_NO_DAEMON, "tokend: " + e.line) from None
-    except TimeoutError:
-        raise fastpath.Fail(fastpath.EXIT_FAILED, "tokend: " + fastpath.missed_deadline(timeout)) from None
-    except (protocol.NoAnswer, protocol.ProtocolError, OSError) as e:
-        raise fastpath.Fail(
-            fastpath.EXIT_NO_DAEMON,
-            f"tokend: daemon at {sock_path} failed to answer ({e.__class__.__name__}: {e})",
-        ) from None
+    answer = fastpath.exchange(sock_path, request, deadline, timeout)
     if answer is None:
-        if fastpath.truthy(fastpath.getenv("TOKEND_NO_FALLBACK")):
-            raise fastpath.Fail(
-                fastpath.EXIT_NO_DAEMON,
-                f"tokend: no daemon at {sock_path} ({fastpath.no_daemon_why()})",
-            )
+        fastpath.check_fallback(sock_path)
         return None
     status, body = answer
     if status == fastpath.EXIT_USAGE and body.startswith(b"tokend: malformed request: unknown operation"):
         raise OldDaemon()
     return status, body
-
-
-def _call_running(sock_path: str, request: bytes, timeout: float) -> "tuple[int, bytes] | None":
-    """The answer of the daemon listening at ``sock_path``; None when none listens."""
-    try:
-        return protocol.call(sock_path, request, timeout)
-    except (FileNotFoundError, ConnectionRefusedError):
-        return None
