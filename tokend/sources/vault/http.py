@@ -52,6 +52,10 @@ class VaultHttpError(Exception):
         return self.status == 403
 
     @property
+    def sealed(self) -> bool:
+        return self.status == 503 and "sealed" in self.errors.lower()
+
+    @property
     def refused(self) -> bool:
         """A definite no (bad request, denied, not found), as opposed to Vault being unwell."""
         return self.status in (400, 403, 404, 405)
@@ -64,7 +68,7 @@ class VaultHttpError(Exception):
                 f"(check that the token's policies allow it on {self.path})",
                 retryable=False,
             )
-        if self.status == 503 and "sealed" in detail.lower():
+        if self.sealed:
             return SourceError(f"Vault is sealed at {self.address or 'its address'} ({doing})")
         return SourceError(
             f"Vault answered HTTP {self.status} {doing}: {detail}",

@@ -31,10 +31,9 @@ def addresses_of(value: object, where: str) -> tuple[str, ...]:
     out = []
     for item in items:
         address = str(item).strip().rstrip("/")
-        if not address.startswith(SCHEMES) or origin(address) is None:
+        key = origin(address) if address.startswith(SCHEMES) else None
+        if key is None:
             raise ConfigError(f"{where}: expected https://HOST:PORT, got {item!r}")
-        key = origin(address)
-        assert key is not None
         if key in seen:
             raise ConfigError(f"{where}: {item!r} is listed twice")
         seen.add(key)
@@ -141,7 +140,7 @@ class Failure(Exception):
 
     @property
     def sealed(self) -> bool:
-        return self.http is not None and self.http.status == 503 and "sealed" in self.http.errors.lower()
+        return self.http is not None and self.http.sealed
 
     @property
     def electing(self) -> bool:
