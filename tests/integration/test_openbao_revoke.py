@@ -137,10 +137,8 @@ def test_logout_revokes_the_lease_and_the_login_token(
     assert (r.status, r.err.strip()) == (0, "db: nothing held to revoke; cached credential dropped"), r
 
 
-def test_logout_never_revokes_a_token_the_user_supplied(
-    sandbox: Sandbox, bao: OpenBao, postgres: Postgres
-) -> None:
-    token = bao.token(policies=("db",))
+def _login_with_token(sandbox: Sandbox, bao: OpenBao, token: str) -> tuple[dict[str, str], dict[str, str]]:
+    """A daemon whose profile ``db`` reads a database login with the user's ``token``: its env, the login."""
     sandbox.write_config(
         f'[profiles.db]\nsource = "vault"\naddress = "{bao.url}"\npath = "database/creds/app"\n'
         'token = "env:TD_VAULT_TOKEN"\nmin_ttl = "5s"\n'
@@ -149,7 +147,15 @@ def test_logout_never_revokes_a_token_the_user_supplied(
     sandbox.start_daemon(env=env)
     r = sandbox.print_("db", "--format", "json", env=env)
     assert r.status == 0, r
-    login = json.loads(r.out)
+    login: dict[str, str] = json.loads(r.out)
+    return env, login
+
+
+def test_logout_never_revokes_a_token_the_user_supplied(
+    sandbox: Sandbox, bao: OpenBao, postgres: Postgres
+) -> None:
+    token = bao.token(policies=("db",))
+    env, login = _login_with_token(sandbox, bao, token)
     r = sandbox.tokend("logout", "db", env=env)
     assert r.status == 0 and "revoked lease database/creds/app/" in r.err and "token" not in r.err, r
     assert _role_gone(postgres, login["username"])
@@ -162,15 +168,7 @@ def test_logout_without_the_revoke_policy_says_what_to_allow(
 ) -> None:
     bao.policy("db-no-revoke", DB_POLICY.replace("sys/leases/revoke", "sys/leases/lookup"))
     token = bao.token(policies=("db-no-revoke",))
-    sandbox.write_config(
-        f'[profiles.db]\nsource = "vault"\naddress = "{bao.url}"\npath = "database/creds/app"\n'
-        'token = "env:TD_VAULT_TOKEN"\nmin_ttl = "5s"\n'
-    )
-    env = sandbox.env(TD_VAULT_TOKEN=token)
-    sandbox.start_daemon(env=env)
-    r = sandbox.print_("db", "--format", "json", env=env)
-    assert r.status == 0, r
-    login = json.loads(r.out)
+    env, login = _login_with_token(sandbox, bao, token)
     r = sandbox.tokend("logout", "db", env=env)
     assert r.status == 1 and len(r.err_lines) == 1, r
     assert "not revoked: lease database/creds/app/" in r.err and "update on sys/leases/revoke" in r.err, r
