@@ -47,6 +47,11 @@ def git_fill(sandbox: Sandbox, env: dict[str, str], host: str) -> subprocess.Com
     )
 
 
+def helper_get(helper: str, given: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    """``HELPER get`` with ``given`` on its stdin, as git or docker runs it."""
+    return subprocess.run([helper, "get"], input=given, env=env, capture_output=True, text=True, timeout=30)
+
+
 @pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
 @pytest.mark.parametrize("mode", ["daemon", "daemonless"])
 def test_a_newline_or_tab_in_the_token_never_reaches_git(sandbox: Sandbox, mode: str) -> None:
@@ -64,9 +69,7 @@ def test_a_newline_or_tab_in_the_token_never_reaches_git(sandbox: Sandbox, mode:
         assert "contains a control character" in r.stderr
         assert "evil" not in r.stdout + r.stderr and "planted" not in r.stdout + r.stderr
         assert secret not in r.stdout + r.stderr
-        docker = subprocess.run(
-            [DOCKER_HELPER, "get"], input=host, env=env, capture_output=True, text=True, timeout=30
-        )
+        docker = helper_get(DOCKER_HELPER, host, env)
         assert docker.returncode == 1 and docker.stderr == "", docker
         assert "contains a control character" in docker.stdout and secret not in docker.stdout
     if mode == "daemonless":
@@ -78,14 +81,7 @@ def test_another_uid_gets_nothing_from_the_helper_request(sandbox: Sandbox) -> N
     otheruid.require_setpriv()
     env = world(sandbox)
     daemon = sandbox.start_daemon(env=env)
-    mine = subprocess.run(
-        [GIT_HELPER, "get"],
-        input="protocol=https\nhost=git.good.example\n\n",
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    mine = helper_get(GIT_HELPER, "protocol=https\nhost=git.good.example\n\n", env)
     assert mine.returncode == 0 and "password=tok-good-123\n" in mine.stdout, mine
 
     request = b"helper\tformat=git-credential\thost=git.good.example\tprotocol=https\n"
@@ -101,18 +97,9 @@ def test_another_uid_gets_nothing_from_the_helper_request(sandbox: Sandbox) -> N
 def test_an_unmapped_registry_is_docker_not_found_from_the_daemon(sandbox: Sandbox) -> None:
     env = world(sandbox)
     sandbox.start_daemon(env=env)
-    r = subprocess.run(
-        [DOCKER_HELPER, "get"], input="quay.io\n", env=env, capture_output=True, text=True, timeout=30
-    )
+    r = helper_get(DOCKER_HELPER, "quay.io\n", env)
     assert (r.returncode, r.stdout, r.stderr) == (1, "credentials not found in native keychain\n", "")
-    good = subprocess.run(
-        [DOCKER_HELPER, "get"],
-        input="git.good.example\n",
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    good = helper_get(DOCKER_HELPER, "git.good.example\n", env)
     assert good.returncode == 0 and json.loads(good.stdout) == {
         "ServerURL": "git.good.example",
         "Username": "tokend",
@@ -166,24 +153,10 @@ def test_a_daemon_older_than_the_helper_request_is_asked_the_old_way(sandbox: Sa
     old = OldDaemon(sandbox.socket_path)
     old.start()
     try:
-        r = subprocess.run(
-            [GIT_HELPER, "get"],
-            input="protocol=https\nhost=git.old.example\n\n",
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
+        r = helper_get(GIT_HELPER, "protocol=https\nhost=git.old.example\n\n", env)
         assert r.returncode == 0, r
         assert r.stdout == "username=tokend\npassword=tok-old-456\npassword_expiry_utc=4070908800\n"
-        d = subprocess.run(
-            [DOCKER_HELPER, "get"],
-            input="git.old.example",
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
+        d = helper_get(DOCKER_HELPER, "git.old.example", env)
         assert d.returncode == 0 and json.loads(d.stdout)["Secret"] == "tok-old-456", d
     finally:
         old.sock.close()
