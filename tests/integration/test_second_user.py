@@ -105,10 +105,11 @@ class World:
     attacker_home: Path  # the attacker's, 0755
     config: Path
     procs: list[subprocess.Popen[bytes]]
+    site: str = SITE  # where the victim's python finds tokend (see victim_site)
 
     def victim(self, module: str, argv: list[str], stdin: str = "", **env: str) -> Result:
         """Run one tool as the victim, as its launcher would (``python3 -I -S``)."""
-        boot = f"import site, sys; site.addsitedir({SITE!r}); sys.argv = {argv!r}; "
+        boot = f"import site, sys; site.addsitedir({self.site!r}); sys.argv = {argv!r}; "
         boot += f"from {module} import main; main()"
         environ = {
             "HOME": str(self.home),
@@ -186,8 +187,31 @@ class World:
         )
 
 
+@pytest.fixture(scope="module")
+def victim_site() -> Iterator[str]:
+    """The installed site-packages as the victim uid can read it.
+
+    A checkout in a private directory (``mktemp -d``, 0700) hides its .venv from
+    other uids: then the site-packages is hard-linked (instant, no copy) into a
+    directory the victim can traverse, on the same file system.
+    """
+    probe = ["setpriv", f"--reuid={VICTIM}", f"--regid={VICTIM}", "--clear-groups", "test", "-r"]
+    if subprocess.run([*probe, f"{SITE}/tokend/__init__.py"], timeout=20, check=False).returncode == 0:
+        yield SITE
+        return
+    shared = Path(tempfile.mkdtemp(prefix="td2site", dir="/tmp"))
+    try:
+        os.chmod(shared, 0o755)
+        linked = subprocess.run(["cp", "-al", SITE, str(shared / "site-packages")], capture_output=True)
+        if linked.returncode != 0:
+            pytest.skip(f"uid {VICTIM} cannot read {SITE} and it cannot be hard-linked to /tmp")
+        yield str(shared / "site-packages")
+    finally:
+        shutil.rmtree(shared, ignore_errors=True)
+
+
 @pytest.fixture
-def world() -> Iterator[World]:
+def world(victim_site: str) -> Iterator[World]:
     if os.getuid() != 0 or shutil.which("setpriv") is None or not os.access(SYSTEM_PYTHON, os.X_OK):
         pytest.skip("needs root, setpriv and the system python3 to simulate two users")
     if not Path(SITE, "tokend").is_dir():
@@ -208,7 +232,7 @@ def world() -> Iterator[World]:
     )
     os.chown(config, VICTIM, VICTIM)
     os.chmod(config, 0o600)
-    w = World(root, home, attacker_home, config, [])
+    w = World(root, home, attacker_home, config, [], victim_site)
     try:
         yield w
     finally:
